@@ -1,0 +1,34 @@
+"""Dataset adapters (import name ``oodbench.datasets``).
+
+Every split is registered in :data:`DATASETS` under its CLI name (``fishyscapes-laf-val``,
+``smiyc-anomaly-val``, ...). :func:`get_split` builds one for a data root; each split yields
+:class:`oodbench.contracts.Frame` objects whose labels already follow the 0/1/255 contract.
+"""
+if __name__ != "oodbench.datasets":  # pragma: no cover - guard against the shadowing mistake
+    raise ImportError(
+        "this folder is the package 'oodbench.datasets'; import it as 'oodbench.datasets', "
+        "never as top-level 'datasets' (that name belongs to Hugging Face's library)"
+    )
+
+from .base import (  # noqa: E402
+    DATASETS,
+    DataLayoutError,
+    Split,
+    find_available,
+    get_split,
+    register_split,
+    resolve_data_root,
+)
+
+__all__ = [
+    "DATASETS",
+    "DataLayoutError",
+    "Split",
+    "find_available",
+    "get_split",
+    "register_split",
+    "resolve_data_root",
+]
+
+# built-in adapters register themselves on import
+from . import _builtin  # noqa: E402,F401

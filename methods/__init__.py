@@ -1,0 +1,17 @@
+"""Method plugins (import name ``oodbench.methods``).
+
+Build one with :func:`build`; list them with ``METHODS.names()`` or ``oodbench list methods``.
+Third-party methods register through the ``oodbench.methods`` entry-point group.
+"""
+if __name__ != "oodbench.methods":  # pragma: no cover - guard against the shadowing mistake
+    raise ImportError(
+        "this folder is the package 'oodbench.methods'; import it as 'oodbench.methods', "
+        "never as top-level 'methods'"
+    )
+
+from .base import METHODS, Method, PostHocMethod, build, register_method  # noqa: E402
+
+__all__ = ["METHODS", "Method", "PostHocMethod", "build", "register_method"]
+
+from . import posthoc  # noqa: E402,F401  (registers msp, energy, maxlogit, entropy)
+from . import rpl  # noqa: E402,F401  (registers rpl)

@@ -1,0 +1,145 @@
+"""The method contract.
+
+A method turns a normalised image batch ``x [B,3,H,W]`` into an anomaly map ``[B,H,W]``
+(higher = more anomalous) and the closed-set logits ``[B,C,H,W]``:
+
+* post-hoc methods subclass :class:`PostHocMethod` and only write a pure ``score(logits)``;
+* methods with their own network override :meth:`Method.predict` (and optionally :meth:`fit`).
+
+``fit`` is optional: the default does nothing, so training-free methods carry no boilerplate.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import torch
+
+from oodbench.registry import PluginValidationError, Registry
+
+__all__ = ["Method", "PostHocMethod", "METHODS", "build", "register_method"]
+
+
+class Method:
+    """Base class of every method plugin.
+
+    Class attributes:
+        name: registry name (``--method`` value).
+        paper: citation shown in ``oodbench list methods`` and stored in results.
+        requires_fit: ``True`` when the method must be trained before use (e.g. RPL without a
+            checkpoint).
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    requires_fit: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.device = torch.device("cpu")
+
+    # -- contract ---------------------------------------------------------------------------
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(anomaly [B,H,W], logits [B,C,H,W])`` for a normalised batch."""
+        raise NotImplementedError
+
+    def fit(self, *args: Any, **kwargs: Any) -> "Method":
+        """Train the method; a no-op for training-free methods."""
+        return self
+
+    def hparams(self) -> dict[str, Any]:
+        """Hyperparameters recorded with every result."""
+        return {}
+
+    def to(self, device: str | torch.device) -> "Method":
+        self.device = torch.device(device)
+        return self
+
+    @property
+    def checkpoint_sha256(self) -> str | None:
+        """sha256 of the weights this method loaded, if any."""
+        return None
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+        return f"{type(self).__name__}({hp})"
+
+
+class PostHocMethod(Method):
+    """A score function on the logits of a closed-set segmenter.
+
+    Args:
+        segmenter: registered segmenter name (see ``oodbench list segmenters``) or an
+            ``nn.Module`` mapping ``[B,3,H,W] -> [B,C,H,W]``.
+        checkpoint: weights for the segmenter (any format :mod:`oodbench.segmenters` loads).
+    """
+
+    def __init__(
+        self,
+        segmenter: str | torch.nn.Module = "deeplabv3plus_wrn38",
+        checkpoint: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(segmenter, str):
+            from oodbench import segmenters
+
+            self.segmenter_name = segmenter
+            self.model = segmenters.build(segmenter, checkpoint=checkpoint)
+        else:
+            self.segmenter_name = type(segmenter).__name__
+            self.model = segmenter
+        self.model.eval()
+        self.checkpoint = checkpoint
+
+    @staticmethod
+    def score(logits: torch.Tensor) -> torch.Tensor:
+        """Map logits ``[B,C,H,W]`` to an anomaly score ``[B,H,W]`` (higher = more anomalous)."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(x)
+        return self.score(logits.float()), logits
+
+    def to(self, device: str | torch.device) -> "PostHocMethod":
+        super().to(device)
+        self.model.to(self.device)
+        return self
+
+    def hparams(self) -> dict[str, Any]:
+        return {"segmenter": self.segmenter_name}
+
+    @property
+    def checkpoint_sha256(self) -> str | None:
+        return getattr(self.model, "checkpoint_sha256", None)
+
+
+def _validate_method(name: str, obj: Any) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, Method)):
+        raise PluginValidationError(
+            f"method plugin {name!r} must be a subclass of oodbench.methods.Method, got {obj!r}"
+        )
+    if issubclass(obj, PostHocMethod):
+        score = inspect.getattr_static(obj, "score")
+        if score is inspect.getattr_static(PostHocMethod, "score"):
+            raise PluginValidationError(f"post-hoc method {name!r} does not implement score(logits)")
+        params = list(inspect.signature(obj.score).parameters)
+        if params[:1] != ["logits"] and params[:2] != ["self", "logits"]:
+            raise PluginValidationError(
+                f"method {name!r}: score() must take the logits as first argument, got {params}"
+            )
+    elif obj.predict is Method.predict:
+        raise PluginValidationError(f"method plugin {name!r} does not implement predict(x)")
+
+
+METHODS = Registry("method", entry_point_group="oodbench.methods", validator=_validate_method)
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: register a :class:`Method` subclass under ``cls.name``."""
+    METHODS.register(cls.name, cls)
+    return cls
+
+
+def build(name: str, **kwargs: Any) -> Method:
+    """Instantiate method ``name`` (``oodbench.methods.build("energy", segmenter=..., ...)``)."""
+    return METHODS.build(name, **kwargs)

@@ -1,0 +1,1 @@
+"""Pixel metrics and official evaluation protocols (pure numpy/scipy)."""

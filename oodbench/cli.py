@@ -1,0 +1,308 @@
+"""The ``oodbench`` command line.
+
+Core commands live here (``list``, ``run``, ``evaluate``, ``leaderboard``, ``submit``); commands
+owned by other parts of the project (``synth``, ``prepare``, ``download``, ``train``,
+``train-segmenter``, ``demo``, ``fishyscapes-export``) add their own sub-parsers through the
+``add_*_parser(subparsers)`` functions listed in :data:`_EXTENSIONS`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser"]
+
+#: (module, function) pairs that add sub-commands
+_EXTENSIONS: tuple[tuple[str, str], ...] = (
+    ("oodbench.datasets.synth.command", "add_synth_parser"),
+    ("oodbench.datasets.synth.command", "add_prepare_parser"),
+    ("oodbench.datasets.synth.command", "add_download_parser"),
+    ("oodbench.training.command", "add_train_segmenter_parser"),
+    ("oodbench.methods.rpl.train", "add_train_parser"),
+    ("oodbench.demo", "add_demo_parser"),
+    ("oodbench.fishyscapes", "add_fishyscapes_export_parser"),
+)
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as JSON when possible (numbers, booleans)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise CLIError(f"--param expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def resolve_splits(names: Sequence[str], data_root: str | None, check_count: bool = True,
+                   labelled_only: bool = True) -> list:
+    """Split objects for ``--dataset`` values (``all`` = every labelled split found)."""
+    from oodbench import datasets as D
+
+    root = D.resolve_data_root(data_root)
+    wanted: list[str] = []
+    for name in names:
+        if name == "all":
+            found, missing = D.find_available(root, labelled_only=labelled_only)
+            for split_name, reason in sorted(missing.items()):
+                print(f"oodbench: skipping {split_name}: {reason}", file=sys.stderr)
+            if not found:
+                raise CLIError(
+                    f"no labelled split found under {root}; expected the official layouts "
+                    "(see `oodbench list datasets --data-root DIR`)"
+                )
+            wanted += found
+        else:
+            D.DATASETS.get(name)  # raises with the list of valid names
+            wanted.append(name)
+    seen: set[str] = set()
+    splits = []
+    for name in wanted:
+        if name in seen:
+            continue
+        seen.add(name)
+        splits.append(D.get_split(name, root, check_count=check_count))
+    return splits
+
+
+def _print_results_table(results) -> None:
+    from oodbench.leaderboard import render_markdown, to_frame
+
+    if results:
+        print(render_markdown(to_frame(results), title="oodbench results"))
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "methods":
+        from oodbench.methods import METHODS
+
+        for name in METHODS.names():
+            e = METHODS.get(name)
+            paper = getattr(e.obj, "paper", "")
+            print(f"{name:12s} {e.distribution} {e.version}  {paper}")
+    elif args.what == "segmenters":
+        from oodbench.segmenters import SEGMENTERS
+
+        for name in SEGMENTERS.names():
+            doc = (SEGMENTERS.get(name).obj.__doc__ or "").strip().splitlines()
+            print(f"{name:28s} {doc[0] if doc else ''}")
+    else:
+        from oodbench import datasets as D
+
+        root = None
+        try:
+            root = D.resolve_data_root(args.data_root)
+        except D.DataLayoutError as exc:
+            print(f"(data root: {exc})", file=sys.stderr)
+        for name in D.DATASETS.names():
+            cls = D.DATASETS.get(name).obj
+            status = ""
+            if root is not None:
+                reason = cls.detect(root)
+                status = "found" if reason is None else f"missing: {reason}"
+            hidden = "" if cls.labels_public else " [labels hidden]"
+            print(f"{name:24s} {cls.benchmark:28s} protocol={cls.protocol:13s}{hidden} {status}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from oodbench.runner import RunConfig, run_method
+
+    splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check,
+                            labelled_only=True)
+    kwargs = _parse_params(args.param)
+    if args.checkpoint:
+        kwargs["checkpoint"] = args.checkpoint
+    if args.segmenter:
+        kwargs["segmenter"] = args.segmenter
+    cfg = RunConfig(
+        out=Path(args.out), results_dir=Path(args.results), device=args.device,
+        batch_size=args.batch_size, num_workers=args.num_workers, overwrite=args.overwrite,
+        amp=args.amp, progress=not args.quiet, protocol=args.protocol,
+    )
+    results = run_method(args.method, splits, cfg, method_kwargs=kwargs)
+    _print_results_table(results)
+    print(f"result records: {cfg.results_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from oodbench.evaluate import evaluate_split
+    from oodbench.methods import METHODS
+    from oodbench.results import Result, save_result
+    from oodbench.store import PredictionStore
+
+    splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check)
+    store = PredictionStore(args.predictions, args.method)
+    records, results = [], []
+    for split in splits:
+        manifest = store.read_run_manifest(split.key) or {}
+        ev = evaluate_split(split, store, args.protocol,
+                            semantic_label_space=manifest.get("semantic_label_space"),
+                            progress=not args.quiet)
+        plugin = manifest.get("plugin") or (
+            METHODS.get(args.method).provenance if args.method in METHODS else {"distribution": "external"}
+        )
+        result = Result(
+            method=args.method, dataset=split.name, benchmark=split.benchmark, protocol=ev.protocol,
+            protocol_version=ev.protocol_version, metrics=ev.metrics, num_frames=ev.num_frames,
+            synthetic=bool(getattr(split, "synthetic", False)), hparams=manifest.get("hparams", {}),
+            checkpoint_sha256=manifest.get("checkpoint_sha256"), plugin=plugin,
+            data_fingerprint=ev.data_fingerprint, data_root=str(split.root),
+            predictions=str(args.predictions), wall_time_s=round(ev.wall_time_s, 3), notes=ev.notes,
+        )
+        results.append(result)
+        records.append({"dataset": split.name, "method": args.method, "protocol": ev.protocol,
+                        "protocol_version": ev.protocol_version, "metrics": ev.metrics})
+        if args.results:
+            save_result(result, args.results)
+    if args.json:
+        from oodbench.atomic import atomic_write_json
+
+        atomic_write_json(args.json, records[0] if len(records) == 1 else records)
+    _print_results_table(results)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from oodbench import leaderboard as L
+
+    df = L.load(args.results)
+    if getattr(args, "with_published", False):
+        from oodbench.published import merge_published
+
+        df = merge_published(df)
+    text = L.render_markdown(df)
+    if args.out:
+        from oodbench.atomic import atomic_write_text
+
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from oodbench.submit import SMIYC_SUBMISSION_SPLITS, build_smiyc_submission
+
+    names = args.dataset or list(SMIYC_SUBMISSION_SPLITS)
+    splits = resolve_splits(names, args.data_root, check_count=not args.no_count_check, labelled_only=False)
+    counts = build_smiyc_submission(args.predictions, args.method, args.out, splits, progress=not args.quiet)
+    for key, n in counts.items():
+        print(f"{key}: {n} frames")
+    print(f"wrote {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+def _add_common_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None, help="data root (default: $OODBENCH_DATA)")
+    p.add_argument("--no-count-check", action="store_true",
+                   help="accept splits whose frame count differs from the official one")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from oodbench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="oodbench", description="Benchmark harness for pixel-wise anomaly segmentation."
+    )
+    parser.add_argument("--version", action="version", version=f"oodbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list methods, datasets or segmenters")
+    p.add_argument("what", choices=["methods", "datasets", "segmenters"])
+    p.add_argument("--data-root", default=None)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="predict, store, evaluate and record a method on datasets")
+    p.add_argument("--method", required=True)
+    p.add_argument("--dataset", required=True, nargs="+", help="split name(s) or 'all'")
+    p.add_argument("--checkpoint", default=None, help="method / segmenter weights")
+    p.add_argument("--segmenter", default=None, help="closed-set segmenter name")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method hyperparameter")
+    p.add_argument("--out", default="oodbench-out", help="prediction store root")
+    p.add_argument("--results", default="leaderboard/results", help="where result records go")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
+    p.add_argument("--protocol", default=None, help="override the split's official protocol")
+    p.add_argument("--overwrite", action="store_true", help="recompute stored predictions")
+    _add_common_data(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("evaluate", help="score a stored prediction tree (no model needed)")
+    p.add_argument("--predictions", required=True, help="root holding anomaly_p/<method>/...")
+    p.add_argument("--method", required=True)
+    p.add_argument("--dataset", required=True, nargs="+")
+    p.add_argument("--protocol", default=None)
+    p.add_argument("--json", default=None, help="write metrics JSON here")
+    p.add_argument("--results", default=None, help="also write result records here")
+    _add_common_data(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("leaderboard", help="render markdown leaderboards from result records")
+    p.add_argument("--results", default="leaderboard/results")
+    p.add_argument("--out", default=None)
+    p.add_argument("--with-published", action="store_true", help="add published numbers")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("submit", help="build an official submission archive")
+    p.add_argument("benchmark", choices=["smiyc"])
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--out", required=True, help="FILE.zip")
+    p.add_argument("--dataset", nargs="+", default=None, help="default: the three SMIYC leaderboard splits")
+    _add_common_data(p)
+    p.set_defaults(func=cmd_submit)
+
+    for module, func in _EXTENSIONS:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue  # that part of oodbench is not present in this build
+            raise
+        if hasattr(mod, func):
+            getattr(mod, func)(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from oodbench.contracts import ContractError
+    from oodbench.registry import RegistryError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, RegistryError, ContractError, FileNotFoundError, ValueError) as exc:
+        print(f"oodbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("oodbench: interrupted; completed frames are stored, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

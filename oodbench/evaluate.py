@@ -1,0 +1,207 @@
+"""Evaluate stored predictions of one method on one split (no model needed).
+
+Order of work (each step is a pass over the frames, reading predictions from the store):
+
+1. pixel metrics with the split's protocol (or the one asked for);
+2. SMIYC component metrics (sIoU, PPV, mean F1) at the method's best pixel-F1 threshold of pass 1,
+   for SMIYC splits under the ``smiyc`` protocol (the official order: PixBinaryClass, then SegEval);
+3. closed-set and open-set mIoU when the split has semantic labels and semantic predictions exist.
+
+``reduce`` merges accumulator states across processes between passes (identity in one process;
+``oodbench.distributed`` passes an all-gather merge), so sharded evaluation gives exactly the
+single-process numbers.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .contracts import ContractError, check_labels
+from .results import DataFingerprint
+from .store import PredictionError, PredictionStore
+
+__all__ = ["EvaluationOutput", "evaluate_split", "MissingPredictionsError", "LabelsHiddenError"]
+
+Reducer = Callable[[Any], Any]
+
+
+class MissingPredictionsError(PredictionError):
+    """Some frames of the split have no stored prediction; nothing is reported as complete."""
+
+
+class LabelsHiddenError(ValueError):
+    """The split's ground truth is not public (use a submission instead)."""
+
+
+@dataclass
+class EvaluationOutput:
+    metrics: dict[str, float]
+    protocol: str
+    protocol_version: str
+    num_frames: int
+    data_fingerprint: str
+    wall_time_s: float
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _progress(it: Iterable, total: int, desc: str, enabled: bool) -> Iterable:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, total=total, desc=desc, leave=False, unit="frame")
+
+
+def _frame_pairs(split, store: PredictionStore, ids: Sequence[str], with_semantic: bool):
+    """Yield ``(frame, scores, semantic_pred)`` in order, reading ahead in two threads."""
+
+    def load(fid: str):
+        frame = split.load_labels(fid) if hasattr(split, "load_labels") else split.load(fid)
+        scores = store.read_anomaly(split.key, fid)
+        sem = store.read_semantic(split.key, fid) if with_semantic else None
+        return frame, scores, sem
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # map() keeps order; chunks bound the read-ahead (memory) to a few frames
+        chunk = 8
+        for start in range(0, len(ids), chunk):
+            yield from pool.map(load, ids[start : start + chunk])
+
+
+def _checked(frame, scores: np.ndarray, store: PredictionStore, key: str) -> tuple[np.ndarray, np.ndarray]:
+    where = f"{store.anomaly_path(key, frame.frame_id)}"
+    if frame.label is None:
+        raise LabelsHiddenError(f"frame {frame.frame_id}: no ground truth")
+    labels = check_labels(frame.label, where=f"labels of frame {frame.frame_id}")
+    if scores.shape != labels.shape:
+        raise PredictionError(
+            f"{where}: prediction shape {scores.shape} != label shape {labels.shape} "
+            "(store predictions at full label resolution)"
+        )
+    if not np.isfinite(scores).all():
+        raise ContractError(f"{where}: scores contain NaN or inf")
+    return scores, labels
+
+
+def evaluate_split(
+    split,
+    store: PredictionStore,
+    protocol: str | None = None,
+    *,
+    frame_ids: Sequence[str] | None = None,
+    reduce: Reducer = _identity,
+    semantic_label_space: str | None = None,
+    progress: bool = True,
+) -> EvaluationOutput:
+    """Evaluate the predictions in ``store`` for ``split``.
+
+    Args:
+        split: a :class:`oodbench.datasets.Split`.
+        store: the method's :class:`~oodbench.store.PredictionStore`.
+        protocol: metric protocol (default: the split's official one).
+        frame_ids: evaluate only these frames (sharding); default: all frames of the split, and
+            then every frame must have a prediction.
+        reduce: merges an accumulator across processes (sharded evaluation).
+        semantic_label_space: label space of stored semantic predictions
+            (``"cityscapes19"`` maps through the split's ``cityscapes_to_semantic``).
+
+    Raises:
+        LabelsHiddenError: the split has no public labels.
+        MissingPredictionsError: frames without predictions (all listed in the message).
+        PredictionError / ContractError: corrupt files, shape mismatch, NaN scores (file named).
+    """
+    from . import metrics as M
+
+    t0 = time.perf_counter()
+    if not split.labels_public:
+        raise LabelsHiddenError(
+            f"{split.name}: labels are hidden (test split); evaluate on the validation split or "
+            f"build a submission with `oodbench submit`"
+        )
+    all_ids = split.frame_ids()
+    ids = list(all_ids if frame_ids is None else frame_ids)
+    missing = store.missing(split.key, all_ids)
+    if missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise MissingPredictionsError(
+            f"{len(missing)} of {len(all_ids)} frames of {split.name} have no prediction under "
+            f"{store.anomaly_dir(split.key)}: {shown}"
+        )
+    protocol = protocol or split.protocol
+    pixel = M.build_protocol(protocol)
+    want_semantic = split.num_classes is not None and store.has_semantic(split.key, all_ids)
+    components = None
+    if split.component_metrics and protocol == "smiyc":
+        components = split.component_metrics
+    open_set = closed = None
+    sem_map = None
+    if want_semantic:
+        open_set = M.OpenSetMIoU(num_known=split.num_classes)
+        closed = M.ConfusionMatrix(num_classes=split.num_classes)
+        if semantic_label_space == "cityscapes19" and getattr(split, "cityscapes_to_semantic", None):
+            sem_map = np.zeros(256, dtype=np.uint8)
+            for src, dst in split.cityscapes_to_semantic.items():
+                sem_map[int(src)] = int(dst)
+
+    # pass 1: pixel metrics (+ semantic accumulators, which need no threshold)
+    fingerprint = DataFingerprint()
+    for frame, scores, sem in _progress(
+        _frame_pairs(split, store, ids, want_semantic), len(ids), f"{split.name}: pixels", progress
+    ):
+        scores, labels = _checked(frame, scores, store, split.key)
+        fingerprint.update(frame.frame_id, labels)
+        pixel.update(scores, labels, frame_id=frame.frame_id)
+        if want_semantic:
+            if frame.semantic is None:
+                raise ContractError(f"{split.name}/{frame.frame_id}: split declares semantic labels but has none")
+            pred = sem_map[sem] if sem_map is not None else sem
+            if pred.shape != frame.semantic.shape:
+                raise PredictionError(
+                    f"{store.semantic_path(split.key, frame.frame_id)}: shape {pred.shape} != "
+                    f"label shape {frame.semantic.shape}"
+                )
+            group = frame.meta.get("town", "all")
+            open_set.update(scores, pred, frame.semantic, group=group, frame_id=frame.frame_id)
+            closed.update(pred, frame.semantic, frame_id=frame.frame_id)
+    pixel = reduce(pixel)
+    metrics = dict(pixel.compute())
+    notes: dict[str, Any] = {}
+
+    # pass 2: SMIYC component metrics at the best pixel-F1 threshold of pass 1
+    if components is not None:
+        thr = float(metrics["best_f1_threshold"])
+        comp = M.SmiycComponentAccumulator(config=components, threshold=thr)
+        for frame, scores, _ in _progress(
+            _frame_pairs(split, store, ids, False), len(ids), f"{split.name}: components", progress
+        ):
+            scores, labels = _checked(frame, scores, store, split.key)
+            comp.update(scores, labels, frame_id=frame.frame_id)
+        comp = reduce(comp)
+        metrics.update(comp.compute())
+        notes["component_metrics"] = f"SegEval-{components} @ threshold {thr!r}"
+
+    if want_semantic:
+        open_set = reduce(open_set)
+        closed = reduce(closed)
+        metrics.update(open_set.compute())
+        metrics.update(closed.compute())
+        if sem_map is not None:
+            notes["semantic_mapping"] = "cityscapes19 -> split classes (cityscapes_to_semantic)"
+
+    return EvaluationOutput(
+        metrics={k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in metrics.items()},
+        protocol=protocol,
+        protocol_version=str(getattr(pixel, "version", M.PROTOCOLS.get(protocol, ""))),
+        num_frames=len(all_ids),
+        data_fingerprint=fingerprint.hexdigest(),
+        wall_time_s=time.perf_counter() - t0,
+        notes=notes,
+    )

@@ -106,14 +106,21 @@ def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard") -> st
         if len(protocols) > 1:
             headers.insert(1, "Protocol")
         has_source = (sub["source"] != "ours").any()
+        footnotes: dict[str, int] = {}
         if has_source:
             headers.insert(1, "Source")
         rows = []
-        order = sub.sort_values(metric_keys[0], ascending=not METRIC_COLUMNS[metric_keys[0]][1]) if metric_keys else sub
+        order = (sub.sort_values(metric_keys[0], ascending=not METRIC_COLUMNS[metric_keys[0]][1], na_position="last")
+                 if metric_keys else sub)
         for _, r in order.iterrows():
             row = [r["method"]]
             if has_source:
-                row.append(r["source"])
+                src = r["source"]
+                if src == "ours":
+                    row.append("ours")
+                else:
+                    n = footnotes.setdefault(src, len(footnotes) + 1)
+                    row.append(f"published [{n}]")
             if len(protocols) > 1:
                 row.append(r["protocol"])
             for k in metric_keys:
@@ -122,6 +129,13 @@ def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard") -> st
             rows.append(row)
         parts.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
         parts.append("")
+        for src, n in footnotes.items():
+            parts.append(f"[{n}] {src}  ")
+        if footnotes:
+            parts.append("")
+            if synthetic:
+                parts.append("Published rows are real-data numbers; ours here are synthetic: do not compare.")
+                parts.append("")
     return "\n".join(parts)
 
 

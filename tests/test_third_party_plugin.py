@@ -1,0 +1,74 @@
+"""A third-party method package, installed into a separate site dir, found through its entry point."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+PLUGIN_SRC = '''
+"""A tiny third-party oodbench method: darkness of the image is the anomaly score."""
+import torch
+from oodbench.methods import Method
+
+
+class Darkness(Method):
+    name = "darkness"
+    paper = "plugin test"
+
+    def predict(self, x):
+        anomaly = -x.mean(dim=1)
+        logits = torch.zeros(x.shape[0], 19, *x.shape[2:], device=x.device)
+        return anomaly, logits
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory):
+    pkg = tmp_path_factory.mktemp("plugin_pkg")
+    (pkg / "oodbench_darkness").mkdir()
+    (pkg / "oodbench_darkness" / "__init__.py").write_text(PLUGIN_SRC)
+    (pkg / "pyproject.toml").write_text(textwrap.dedent('''
+        [build-system]
+        requires = ["setuptools>=64"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "oodbench-darkness"
+        version = "0.3.1"
+        [project.entry-points."oodbench.methods"]
+        darkness = "oodbench_darkness:Darkness"
+        [tool.setuptools]
+        packages = ["oodbench_darkness"]
+    '''))
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--target", str(site), str(pkg)],
+        check=True, capture_output=True, text=True,
+    )
+    return site
+
+
+def test_plugin_is_listed_with_its_distribution(plugin_site, cli):
+    out = cli("list", "methods", env={"PYTHONPATH": str(plugin_site)}).stdout
+    line = next(l for l in out.splitlines() if l.startswith("darkness"))
+    assert "oodbench-darkness 0.3.1" in line
+
+
+def test_autoload_opt_out(plugin_site, cli):
+    out = cli("list", "methods", env={"PYTHONPATH": str(plugin_site),
+                                          "OODBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}).stdout
+    assert "darkness" not in out and "energy" in out
+
+
+def test_plugin_runs_through_the_cli_and_records_provenance(plugin_site, synth_root, tmp_path, cli):
+    results = tmp_path / "results"
+    cli("run", "--method", "darkness", "--dataset", "road-anomaly", "--data-root", synth_root,
+            "--out", tmp_path / "out", "--results", results, "-q",
+            env={"PYTHONPATH": str(plugin_site)})
+    record = json.loads((results / "darkness__road-anomaly.json").read_text())
+    assert record["plugin"] == {"distribution": "oodbench-darkness", "version": "0.3.1"}
+    assert 0.0 <= record["metrics"]["auprc"] <= 1.0

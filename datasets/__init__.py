@@ -11,22 +11,28 @@ if __name__ != "oodbench.datasets":  # pragma: no cover - guard against the shad
     )
 
 from .base import (  # noqa: E402
+    DATA_MANIFEST,
     DATASETS,
     DataLayoutError,
     Split,
     find_available,
     get_split,
+    read_manifest,
     register_split,
+    require_available,
     resolve_data_root,
 )
 
 __all__ = [
+    "DATA_MANIFEST",
     "DATASETS",
     "DataLayoutError",
     "Split",
     "find_available",
     "get_split",
+    "read_manifest",
     "register_split",
+    "require_available",
     "resolve_data_root",
 ]
 

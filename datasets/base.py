@@ -7,24 +7,31 @@ labels mapped to the 0/1/255 contract.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 from oodbench.contracts import Frame
 from oodbench.registry import PluginValidationError, Registry
 
 __all__ = [
     "DATASETS",
+    "DATA_MANIFEST",
     "DataLayoutError",
     "Split",
     "get_split",
     "find_available",
+    "read_manifest",
     "register_split",
+    "require_available",
     "resolve_data_root",
 ]
 
 DATA_ROOT_ENV = "OODBENCH_DATA"
+#: optional file at the top of a data root, written by the synthetic benchmark generator:
+#: ``{"synthetic": true, "generator": "...", "counts": {"<split name>": n, ...}}``.
+DATA_MANIFEST = "oodbench_manifest.json"
 
 
 class DataLayoutError(FileNotFoundError):
@@ -61,6 +68,7 @@ class Split:
     def __init__(self, root: str | os.PathLike, check_count: bool = True) -> None:
         self.root = Path(root)
         self.check_count = check_count
+        self._manifest: dict[str, Any] | None = None
 
     # -- to implement ---------------------------------------------------------------------
     def frame_ids(self) -> list[str]:
@@ -72,10 +80,15 @@ class Split:
         raise NotImplementedError
 
     @classmethod
-    def detect(cls, root: str | os.PathLike) -> str | None:
-        """Return ``None`` if the split's data is present under ``root``, else the reason it is not."""
+    def detect(cls, root: str | os.PathLike, **kwargs: Any) -> str | None:
+        """Return ``None`` if the split's data is present under ``root``, else the reason it is not.
+
+        Only lists directories (``frame_ids()``), never decodes pixels, so it is cheap enough for
+        ``oodbench list datasets`` and ``--dataset all``. ``kwargs`` go to the constructor
+        (e.g. ``check_count=False``).
+        """
         try:
-            cls(root).frame_ids()
+            cls(root, **kwargs).frame_ids()
         except (DataLayoutError, OSError) as exc:
             return str(exc)
         return None
@@ -93,16 +106,72 @@ class Split:
         for fid in self.frame_ids():
             yield self.load(fid)
 
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The data root's ``oodbench_manifest.json`` (``{}`` when absent); read once per split."""
+        if self._manifest is None:
+            self._manifest = read_manifest(self.root)
+        return self._manifest
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the data root is a synthetic benchmark (its manifest says ``"synthetic": true``)."""
+        return bool(self.manifest.get("synthetic", False))
+
+    def expected(self) -> int | None:
+        """Frame count this split must have under this root.
+
+        The manifest's ``counts[<name>]`` when the root has one listing this split (synthetic
+        benchmarks are smaller than the official releases), else the official ``expected_count``.
+        """
+        counts = self.manifest.get("counts", {})
+        if self.name in counts:
+            return counts[self.name]
+        return self.expected_count
+
     def _check_count(self, ids: list[str], where: Path) -> list[str]:
-        if self.check_count and self.expected_count is not None and len(ids) != self.expected_count:
+        """Enforce :meth:`expected` (unless ``check_count=False``); an empty split is always an error."""
+        if not ids:
+            raise DataLayoutError(f"{self.name}: no frames found under {where}")
+        expected = self.expected()
+        if self.check_count and expected is not None and len(ids) != expected:
+            source = f" (from {self.root / DATA_MANIFEST})" if self.name in self.manifest.get("counts", {}) else ""
             raise DataLayoutError(
-                f"{self.name}: expected {self.expected_count} frames under {where}, found {len(ids)} "
+                f"{self.name}: expected {expected} frames{source} under {where}, found {len(ids)} "
                 "(pass check_count=False / --no-count-check to evaluate a partial copy)"
             )
         return ids
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, root={str(self.root)!r})"
+
+
+def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate ``<root>/oodbench_manifest.json``; ``{}`` when the file does not exist.
+
+    Raises:
+        DataLayoutError: naming the file, when it is not valid JSON or has the wrong shape.
+    """
+    path = Path(root) / DATA_MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataLayoutError(f"{path}: cannot read the data manifest: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise DataLayoutError(f"{path}: the data manifest must be a JSON object, got {type(doc).__name__}")
+    counts = doc.get("counts", {})
+    if not isinstance(counts, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in counts.items()
+    ):
+        raise DataLayoutError(
+            f"{path}: 'counts' must map split names to non-negative integers, got {counts!r}"
+        )
+    if not isinstance(doc.get("synthetic", False), bool):
+        raise DataLayoutError(f"{path}: 'synthetic' must be true or false, got {doc['synthetic']!r}")
+    return doc
 
 
 def _validate_split(name: str, obj: object) -> None:
@@ -145,9 +214,14 @@ def get_split(name: str, data_root: str | os.PathLike | None = None, **kwargs) -
 
 
 def find_available(
-    data_root: str | os.PathLike | None, labelled_only: bool = True
+    data_root: str | os.PathLike | None, labelled_only: bool = True, **split_kwargs: Any
 ) -> tuple[list[str], dict[str, str]]:
     """Which registered splits are present under the root.
+
+    Args:
+        data_root: the data root (``None``: ``$OODBENCH_DATA``).
+        labelled_only: skip splits whose labels are hidden (SMIYC test splits).
+        split_kwargs: passed to each split's constructor (e.g. ``check_count=False``).
 
     Returns:
         ``(found, missing)`` where ``missing`` maps each absent split to the reason.
@@ -159,9 +233,25 @@ def find_available(
         cls = DATASETS.get(name).obj
         if labelled_only and not cls.labels_public:
             continue
-        reason = cls.detect(root)
+        reason = cls.detect(root, **split_kwargs)
         if reason is None:
             found.append(name)
         else:
             missing[name] = reason
+    return found, missing
+
+
+def require_available(
+    data_root: str | os.PathLike | None, **split_kwargs: Any
+) -> tuple[list[str], dict[str, str]]:
+    """``--dataset all``: every labelled split found under the root, and why the others are missing.
+
+    Raises:
+        DataLayoutError: when no labelled split is found; the message lists each split's reason.
+    """
+    root = resolve_data_root(data_root)
+    found, missing = find_available(root, labelled_only=True, **split_kwargs)
+    if not found:
+        reasons = "\n".join(f"  {name}: {why}" for name, why in missing.items())
+        raise DataLayoutError(f"no labelled dataset found under {root}:\n{reasons}")
     return found, missing

@@ -1,0 +1,125 @@
+"""RoadAnomaly (Lis et al., ICCV 2019): 60 labelled frames, no void.
+
+Two layouts, auto-detected (``benchmarks.md`` §1.6, ``rpl-official.md`` §9):
+
+* **official** -- the extracted ``RoadAnomaly_jpg.zip``
+  (``cvlab-epfl/detecting-the-unexpected:src/datasets/road_anomaly.py``):
+  ``RoadAnomaly_jpg/frame_list.json`` (list of image file names, which also gives the order),
+  ``frames/<name>.jpg`` and ``frames/<stem>.labels/labels_semantic.png`` with raw classes
+  0 background, 1 road, 2 anomaly. Anomaly label = ``raw >= 2`` -> 1, everything else 0; raw
+  values above 2 are rejected (:class:`~oodbench.contracts.ContractError`).
+* **preprocessed** -- the SynBoost copy used by PEBAL/RPL
+  (``yyliu01/RPL:rpl.code/dataset/validation/road_anomaly.py``): ``road_anomaly/original/*.jpg``
+  and ``road_anomaly/labels/<stem>.png`` holding 0 inlier / 1 anomaly; sorted by name.
+
+Frame id = the image file stem. Frame sizes vary (check per image). If both layouts are present,
+pass ``layout="official"`` or ``layout="preprocessed"``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from oodbench.contracts import Frame
+
+from ._indexed import FrameRecord, IndexedSplit
+from ._io import check_raw_values, check_same_size, lookup_table, read_image, read_label, require_dir, require_file
+from .base import DataLayoutError, register_split
+
+__all__ = ["RoadAnomaly", "RA_OFFICIAL_LUT"]
+
+#: official raw classes (0 background, 1 road, 2 anomaly) -> anomaly label.
+RA_OFFICIAL_LUT = lookup_table({2: 1}, default=0)
+_LAYOUTS = ("official", "preprocessed")
+
+
+@register_split
+class RoadAnomaly(IndexedSplit):
+    """RoadAnomaly (Lis et al. 2019): 60 frames, anomaly = raw class 2, no void."""
+
+    name = "road-anomaly"
+    benchmark = "RoadAnomaly"
+    protocol = "fishyscapes"
+    expected_count = 60
+    official_dir = "RoadAnomaly_jpg"
+    preprocessed_dir = "road_anomaly"
+
+    def __init__(self, root, check_count: bool = True, layout: str | None = None) -> None:
+        super().__init__(root, check_count)
+        if layout is not None and layout not in _LAYOUTS:
+            raise ValueError(f"{self.name}: layout must be one of {_LAYOUTS} or None, got {layout!r}")
+        self.layout = layout
+
+    def _resolve_layout(self) -> tuple[str, Path]:
+        official, pre = self.root / self.official_dir, self.root / self.preprocessed_dir
+        if self.layout is not None:
+            folder = official if self.layout == "official" else pre
+            return self.layout, require_dir(folder, f"{self.layout} layout", self.name)
+        if official.is_dir() and pre.is_dir():
+            raise DataLayoutError(
+                f"{self.name}: ambiguous layout under {self.root}: both the official layout ({official}) "
+                f"and the preprocessed layout ({pre}) are present; pass layout='official' or "
+                "layout='preprocessed'"
+            )
+        if official.is_dir():
+            return "official", official
+        if pre.is_dir():
+            return "preprocessed", pre
+        raise DataLayoutError(
+            f"{self.name}: not found under {self.root}: neither the official layout ({official}) nor the "
+            f"preprocessed layout ({pre})"
+        )
+
+    def _discover(self) -> dict[str, FrameRecord]:
+        layout, folder = self._resolve_layout()
+        index = self._official(folder) if layout == "official" else self._preprocessed(folder)
+        self._check_count(list(index), folder)
+        return index
+
+    def _official(self, folder: Path) -> dict[str, FrameRecord]:
+        listing = require_file(folder / "frame_list.json", "frame list", self.name)
+        try:
+            names = json.loads(listing.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataLayoutError(f"{self.name}: cannot read {listing}: {exc}") from exc
+        if not isinstance(names, list) or not all(isinstance(n, str) and n and Path(n).name == n for n in names):
+            raise DataLayoutError(f"{self.name}: {listing} must be a JSON list of image file names")
+        index: dict[str, FrameRecord] = {}
+        for name in names:
+            image = require_file(folder / "frames" / name, "image", self.name)
+            stem = Path(name).stem
+            label = require_file(folder / "frames" / f"{stem}.labels" / "labels_semantic.png", "label", self.name)
+            if stem in index:
+                raise DataLayoutError(f"{self.name}: {listing} lists frame {stem!r} twice")
+            index[stem] = FrameRecord(image, label, {"layout": "official"})
+        return index
+
+    def _preprocessed(self, folder: Path) -> dict[str, FrameRecord]:
+        originals = require_dir(folder / "original", "preprocessed images", self.name)
+        labels = require_dir(folder / "labels", "preprocessed labels", self.name)
+        stems = sorted(p.stem for p in originals.glob("*.jpg"))
+        orphans = sorted({p.stem for p in labels.glob("*.png")} - set(stems))
+        if orphans:
+            raise DataLayoutError(
+                f"{self.name}: missing image {originals / (orphans[0] + '.jpg')} for label "
+                f"{labels / (orphans[0] + '.png')}"
+            )
+        return {
+            s: FrameRecord(originals / f"{s}.jpg", require_file(labels / f"{s}.png", "label", self.name),
+                           {"layout": "preprocessed"})
+            for s in stems
+        }
+
+    def load(self, frame_id: str) -> Frame:
+        rec = self.record(frame_id)
+        assert rec.label is not None
+        image = read_image(rec.image)
+        raw = read_label(rec.label)
+        check_same_size(image, raw, rec.image, rec.label)
+        if rec.meta["layout"] == "official":
+            check_raw_values(raw, (0, 1, 2), rec.label, "0 (background), 1 (road), 2 (anomaly)")
+            label = RA_OFFICIAL_LUT[raw]
+        else:
+            check_raw_values(raw, (0, 1), rec.label, "0 (inlier), 1 (anomaly)")
+            label = raw
+        return Frame(frame_id, image, label, meta=self._meta(rec))

@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, RegistryError, ContractError, FileNotFoundError, ValueError) as exc:
+    except (CLIError, RegistryError, ContractError, OSError, ValueError) as exc:
         print(f"oodbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

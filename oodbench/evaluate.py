@@ -172,6 +172,7 @@ def evaluate_split(
             open_set.update(scores, pred, frame.semantic, group=group, frame_id=frame.frame_id)
             closed.update(pred, frame.semantic, frame_id=frame.frame_id)
     pixel = reduce(pixel)
+    fingerprint = reduce(fingerprint)
     metrics = dict(pixel.compute())
     notes: dict[str, Any] = {}
 

@@ -26,23 +26,45 @@ SCHEMA_VERSION = 1
 
 
 class DataFingerprint:
-    """Streaming sha256 over ``(frame id, decoded label bytes)`` in evaluation order."""
+    """sha256 over ``(frame id, sha256 of decoded label bytes)`` in evaluation order.
+
+    Per-frame digests are kept (32 bytes a frame) so shards can be merged in rank order
+    (``state_dict`` / ``from_state`` / ``merge``, like the metric accumulators).
+    """
 
     def __init__(self) -> None:
-        self._h = hashlib.sha256()
-        self.num_frames = 0
+        self.frames: list[tuple[str, str]] = []
 
     def update(self, frame_id: str, label: Any) -> None:
         import numpy as np
 
         arr = np.ascontiguousarray(label)
-        self._h.update(frame_id.encode())
-        self._h.update(str(arr.shape).encode())
-        self._h.update(hashlib.sha256(arr.tobytes()).digest())
-        self.num_frames += 1
+        h = hashlib.sha256(str(arr.shape).encode())
+        h.update(arr.tobytes())
+        self.frames.append((frame_id, h.hexdigest()))
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    def merge(self, other: "DataFingerprint") -> "DataFingerprint":
+        self.frames.extend(other.frames)
+        return self
+
+    def state_dict(self) -> dict:
+        return {"frames": list(self.frames)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "DataFingerprint":
+        fp = cls()
+        fp.frames = [tuple(x) for x in state["frames"]]
+        return fp
 
     def hexdigest(self) -> str:
-        return self._h.hexdigest()
+        h = hashlib.sha256()
+        for fid, digest in self.frames:
+            h.update(fid.encode() + b"\0" + digest.encode())
+        return h.hexdigest()
 
 
 @dataclass

@@ -183,22 +183,39 @@ def run_method(
     """``oodbench run``: build the method once, then predict/store/evaluate every split."""
     from .methods import METHODS, build
 
+    from .distributed import barrier, gather_objects, init_from_env, make_reducer, shard
+
+    ctx = init_from_env(cfg.device)
+    if ctx.enabled and cfg.device.startswith("cuda"):
+        cfg = RunConfig(**{**cfg.__dict__, "device": f"cuda:{ctx.local_rank}"})
+    if ctx.enabled and not ctx.is_main:
+        cfg = RunConfig(**{**cfg.__dict__, "progress": False})
     if method is None:
         method = build(method_name, **(method_kwargs or {}))
     fp = method_fingerprint(method, method_name)
+    reduce = make_reducer(ctx)
     results = []
     for split in splits:
         t0 = time.perf_counter()
-        stats = predict_split(method, method_name, split, cfg)
+        ids = split.frame_ids()
+        mine = shard(ids, ctx)
+        stats = predict_split(method, method_name, split, cfg, frame_ids=mine)
+        barrier(ctx)  # every shard is stored before anyone evaluates
         if not split.labels_public:
             continue
         ev = evaluate_split(
             split,
             PredictionStore(cfg.out, method_name),
             cfg.protocol,
+            frame_ids=mine,
+            reduce=reduce,
             semantic_label_space=fp["semantic_label_space"],
             progress=cfg.progress,
         )
+        all_stats = gather_objects(stats, ctx)
+        run_notes = {k: sum(s[k] for s in all_stats) for k in stats}
+        if ctx.enabled:
+            run_notes["world_size"] = ctx.world_size
         result = Result(
             method=method_name,
             dataset=split.name,
@@ -216,8 +233,10 @@ def run_method(
             predictions=str(cfg.out),
             device=str(cfg.device),
             wall_time_s=round(time.perf_counter() - t0, 3),
-            notes={**ev.notes, "run": stats},
+            notes={**ev.notes, "run": run_notes},
         )
-        save_result(result, cfg.results_dir)
+        if ctx.is_main:
+            save_result(result, cfg.results_dir)
         results.append(result)
-    return results
+    barrier(ctx)
+    return results if ctx.is_main else []

@@ -1,0 +1,258 @@
+"""Fishyscapes test-set submission: the container contract (``benchmarks.md`` §4.2).
+
+The organisers run an Apptainer image as ``singularity run --nv --bind {tmp}:/output,{rgb}:/input
+image.simg``; its ``%runscript`` must read every ``/input/DDDD_*.png`` and write
+``/output/DDDD_anomaly.npy`` (per-pixel score, higher = anomalous, input resolution) and
+``/output/DDDD_segmentation.npy`` (integer classes 0-19, 2-D, 1024x2048). Outputs are paired with
+labels by the sorted DDDD prefix, so one missing output shifts every later frame: we never skip an
+input (an unreadable one stops the run with an error naming it) and check the count at the end.
+
+* ``oodbench fishyscapes-predict`` is the runscript's entry point (testable without Apptainer);
+* ``oodbench fishyscapes-export`` writes the definition file, the runscript and the
+  ``validation_performance.json`` entry (AP and FPR95 on the validation set, as fractions).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .atomic import atomic_path, atomic_write_json, atomic_write_text
+
+__all__ = [
+    "INPUT_PATTERN",
+    "list_inputs",
+    "predict_directory",
+    "check_outputs",
+    "write_container",
+    "add_fishyscapes_export_parser",
+]
+
+INPUT_PATTERN = re.compile(r"^(\d{4})_.*\.png$")
+EXPECTED_SHAPE = (1024, 2048)
+
+
+class ContainerContractError(ValueError):
+    """Inputs or outputs violate the Fishyscapes container contract."""
+
+
+def list_inputs(input_dir: str | Path) -> list[tuple[str, Path]]:
+    """``(DDDD, path)`` for every input, sorted by the integer DDDD prefix; duplicates are errors."""
+    found: dict[int, Path] = {}
+    for path in Path(input_dir).iterdir():
+        m = INPUT_PATTERN.match(path.name)
+        if not m:
+            continue
+        idx = int(m.group(1))
+        if idx in found:
+            raise ContainerContractError(f"two inputs share the prefix {m.group(1)}: {found[idx].name}, {path.name}")
+        found[idx] = path
+    if not found:
+        raise ContainerContractError(f"no DDDD_*.png input in {input_dir}")
+    return [(f"{i:04d}", found[i]) for i in sorted(found)]
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception as exc:
+        raise ContainerContractError(f"{path}: unreadable input image ({exc})") from exc
+
+
+def predict_directory(method, input_dir: str | Path, output_dir: str | Path, device: str = "cpu",
+                      progress: bool = True) -> int:
+    """Write ``DDDD_anomaly.npy`` and ``DDDD_segmentation.npy`` for every input; returns the count."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .runner import _normaliser
+
+    inputs = list_inputs(input_dir)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    method.to(device)
+    normalise = _normaliser(method, torch.device(device))
+    for dddd, path in tqdm(inputs, desc="fishyscapes", disable=not progress, unit="image"):
+        rgb = _read_rgb(path)
+        x = normalise(torch.from_numpy(np.ascontiguousarray(rgb))[None])
+        with torch.inference_mode():
+            anomaly, logits = method.predict(x)
+        score = anomaly[0].float().cpu().numpy()
+        seg = logits[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+        if score.shape != rgb.shape[:2] or seg.shape != rgb.shape[:2]:
+            raise ContainerContractError(f"{path}: outputs {score.shape}/{seg.shape} != input {rgb.shape[:2]}")
+        for suffix, arr in (("anomaly", score.astype(np.float32)), ("segmentation", seg)):
+            with atomic_path(out / f"{dddd}_{suffix}.npy") as tmp:
+                np.save(tmp, arr)
+    check_outputs(out, [d for d, _ in inputs], expected_shape=None)
+    return len(inputs)
+
+
+def check_outputs(output_dir: str | Path, prefixes: Sequence[str],
+                  expected_shape: tuple[int, int] | None = EXPECTED_SHAPE) -> None:
+    """The official CI checks plus completeness: one pair per input, 2-D, classes in [0, 20)."""
+    out = Path(output_dir)
+    problems = []
+    for dddd in prefixes:
+        for suffix in ("anomaly", "segmentation"):
+            path = out / f"{dddd}_{suffix}.npy"
+            if not path.is_file():
+                problems.append(f"missing {path.name}")
+                continue
+            arr = np.load(path, allow_pickle=False)
+            if arr.ndim != 2:
+                problems.append(f"{path.name}: not 2-D ({arr.shape})")
+            elif expected_shape is not None and arr.shape != expected_shape:
+                problems.append(f"{path.name}: shape {arr.shape} != {expected_shape}")
+            if suffix == "segmentation" and arr.size and (arr.min() < 0 or arr.max() >= 20):
+                problems.append(f"{path.name}: classes outside [0, 20)")
+            if suffix == "anomaly" and not np.isfinite(arr).all():
+                problems.append(f"{path.name}: NaN or inf scores")
+    extra = sorted({p.name.split("_")[0] for p in out.glob("*.npy")} - set(prefixes))
+    if extra:
+        problems.append(f"outputs without an input: {extra}")
+    if problems:
+        raise ContainerContractError("Fishyscapes output check failed:\n  " + "\n  ".join(problems))
+
+
+DEF_TEMPLATE = """\
+Bootstrap: docker
+From: pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime
+
+# Built by `oodbench fishyscapes-export`. Build with:  apptainer build oodbench.simg oodbench.def
+# The organisers run:  singularity run --nv --bind OUT:/output,RGB:/input oodbench.simg
+
+%files
+    {wheel_src} /opt/oodbench/{wheel_name}
+    runscript.sh /opt/oodbench/runscript.sh
+{checkpoint_files}
+%post
+    pip install --no-cache-dir /opt/oodbench/{wheel_name}
+    chmod 755 /opt/oodbench/runscript.sh
+
+%runscript
+    exec /opt/oodbench/runscript.sh "$@"
+"""
+
+RUNSCRIPT_TEMPLATE = """\
+#!/bin/sh
+# Fishyscapes container entry point: every /input/DDDD_*.png -> /output/DDDD_{{anomaly,segmentation}}.npy
+set -e
+exec oodbench fishyscapes-predict --method {method} {args} --input /input --output /output --device {device}
+"""
+
+
+def write_container(out_dir: str | Path, method: str, method_args: Sequence[str],
+                    checkpoint: str | None, wheel: str | None, device: str = "cuda",
+                    validation: dict[str, float] | None = None) -> dict[str, Path]:
+    """Write the Apptainer definition, runscript and validation entry into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    args = list(method_args)
+    ckpt_files = ""
+    if checkpoint:
+        ckpt = Path(checkpoint)
+        shutil.copy2(ckpt, out / ckpt.name)
+        ckpt_files = f"    {ckpt.name} /opt/oodbench/{ckpt.name}\n"
+        args += ["--checkpoint", f"/opt/oodbench/{ckpt.name}"]
+    wheel_name = Path(wheel).name if wheel else "oodbench-*.whl"
+    if wheel:
+        shutil.copy2(wheel, out / wheel_name)
+    files = {
+        "definition": out / "oodbench.def",
+        "runscript": out / "runscript.sh",
+    }
+    atomic_write_text(files["definition"], DEF_TEMPLATE.format(
+        wheel_src=wheel_name, wheel_name=wheel_name, checkpoint_files=ckpt_files))
+    atomic_write_text(files["runscript"], RUNSCRIPT_TEMPLATE.format(
+        method=method, args=" ".join(args), device=device))
+    files["runscript"].chmod(0o755)
+    if validation is not None:
+        files["validation"] = out / "validation_performance.json"
+        atomic_write_json(files["validation"], validation)
+    return files
+
+
+def _validation_entry(results_dir: str, method: str) -> dict[str, Any]:
+    """``{"ap": .., "fpr": ..}`` (fractions) from our result record on FS L&F val (and Static)."""
+    from .results import load_results
+
+    entry: dict[str, Any] = {}
+    for r in load_results(results_dir):
+        if r.method != method or r.dataset not in ("fishyscapes-laf-val", "fishyscapes-static-val"):
+            continue
+        if r.protocol != "fishyscapes":
+            raise ContainerContractError(
+                f"{r.dataset}: result used protocol {r.protocol!r}; the Fishyscapes CI compares "
+                "with the 'fishyscapes' protocol (bdlb calculate_metrics_perpixAP)")
+        key = "lostandfound" if r.dataset == "fishyscapes-laf-val" else "static"
+        entry[key] = {"ap": r.metrics["auprc"], "fpr": r.metrics["fpr95"]}
+    if not entry:
+        raise ContainerContractError(f"no Fishyscapes validation result for {method} in {results_dir}")
+    return entry
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _method_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    from .cli import _parse_params
+
+    kw = _parse_params(args.param)
+    if args.checkpoint:
+        kw["checkpoint"] = args.checkpoint
+    if args.segmenter:
+        kw["segmenter"] = args.segmenter
+    return kw
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .methods import build
+
+    n = predict_directory(build(args.method, **_method_kwargs(args)), args.input, args.output,
+                          device=args.device, progress=not args.quiet)
+    print(f"wrote {2 * n} files for {n} inputs to {args.output}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    method_args = []
+    if args.segmenter:
+        method_args += ["--segmenter", args.segmenter]
+    for p in args.param or ():
+        method_args += ["--param", p]
+    validation = {args.method: _validation_entry(args.results, args.method)} if args.results else None
+    files = write_container(args.out, args.method, method_args, args.checkpoint, args.wheel,
+                            device=args.device, validation=validation)
+    for name, path in files.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def add_fishyscapes_export_parser(sub: argparse._SubParsersAction) -> None:
+    for name, func, helptext in (
+        ("fishyscapes-export", _cmd_export, "write an Apptainer definition for the Fishyscapes test server"),
+        ("fishyscapes-predict", _cmd_predict, "the container runscript: /input/DDDD_*.png -> /output/*.npy"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--method", required=True)
+        p.add_argument("--checkpoint", default=None)
+        p.add_argument("--segmenter", default=None)
+        p.add_argument("--param", action="append", metavar="KEY=VALUE")
+        p.add_argument("--device", default="cuda" if name == "fishyscapes-export" else "cpu")
+        p.add_argument("-q", "--quiet", action="store_true")
+        if name == "fishyscapes-export":
+            p.add_argument("--out", required=True, help="directory for the definition and runscript")
+            p.add_argument("--wheel", default=None, help="oodbench wheel to install in the image")
+            p.add_argument("--results", default=None,
+                           help="result records with fishyscapes-*-val results for validation_performance.json")
+        else:
+            p.add_argument("--input", required=True)
+            p.add_argument("--output", required=True)
+        p.set_defaults(func=func)

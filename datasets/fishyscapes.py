@@ -110,7 +110,7 @@ class _Fishyscapes(IndexedSplit):
             if not m:
                 raise DataLayoutError(f"{self.name}: unexpected label file name {path} (expected DDDD_<id>_labels.png)")
             entries.append((m.group(1), m.group(2), path))
-        entries.sort(key=lambda e: int(e[0]))
+        entries.sort(key=lambda e: (int(e[0]), e[2].name))
         for (d1, _, p1), (d2, _, p2) in zip(entries, entries[1:]):
             if int(d1) == int(d2):
                 raise DataLayoutError(f"{self.name}: {p1} and {p2} have the same Fishyscapes index {d1}")

@@ -1,0 +1,102 @@
+"""Loading and saving RPL checkpoints (official ``rev3.pth``/``res.pth`` layout, and ours).
+
+Two kinds of file are accepted (both through the safe reader of
+:mod:`oodbench.segmenters.checkpoint`: ``torch.load(weights_only=True)`` or safetensors):
+
+* an **RPL checkpoint**: ``{'model': state_dict}`` with ``branch1.``-prefixed keys including
+  ``branch1.residual_block.*`` (what the official engine saves, ``engine.py`` ``save_checkpoint``;
+  and what :func:`save_rpl_checkpoint` writes). Loaded strictly into :class:`RPLNet`. Whether the
+  CoroCL projector is present (``rev3.pth``) or not (``res.pth``) is read from the keys;
+* a **closed-set segmenter checkpoint** (NVIDIA ``{'state_dict'}`` with ``module.`` and the
+  criterion key, VainF ``{'model_state'}``, plain, safetensors): loaded strictly into ``branch1``
+  (the residual block excepted), then the residual block is initialised from it
+  (:meth:`RPLNet.init_from_segmenter`), as the official ``load_model`` does (§2.3 steps 1-6).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from oodbench.segmenters.checkpoint import (
+    CheckpointError,
+    LoadReport,
+    extract_state_dict,
+    load_state_dict_checked,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+from .model import RPLNet
+
+__all__ = [
+    "RESIDUAL_PREFIX",
+    "read_rpl_state",
+    "is_rpl_state",
+    "has_projector",
+    "load_rpl_state",
+    "load_rpl_checkpoint",
+    "save_rpl_checkpoint",
+]
+
+RESIDUAL_PREFIX = "branch1.residual_block."
+
+
+def read_rpl_state(path: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """Read (safely), unwrap and clean a checkpoint; returns the state dict and a report with the sha256."""
+    if isinstance(path, Mapping):
+        sd, report = extract_state_dict(path, f"<in-memory {type(path).__name__}>")
+        return sd, report
+    obj, sha = read_checkpoint(path)
+    sd, report = extract_state_dict(obj, str(path))
+    report.sha256 = sha
+    return sd, report
+
+
+def is_rpl_state(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True when the state dict holds an RPL residual block (``branch1.residual_block.*``)."""
+    return any(k.startswith(RESIDUAL_PREFIX) for k in state_dict)
+
+
+def has_projector(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True when the CoroCL projector (``residual_block.proj_head``) is present (``rev3.pth``)."""
+    return any(k.startswith(RESIDUAL_PREFIX + "proj_head.") for k in state_dict)
+
+
+def load_rpl_state(net: RPLNet, state_dict: Mapping[str, torch.Tensor], report: LoadReport,
+                   strict: bool = True, assign: bool = False) -> LoadReport:
+    """Load an RPL or a closed-set state dict into ``net`` (see module docstring)."""
+    if is_rpl_state(state_dict):
+        load_state_dict_checked(net, state_dict, report, strict=strict, assign=assign)
+    else:
+        if any(k.startswith("branch1.") for k in state_dict):
+            # an RPL-layout file without the residual block: closed-set part only
+            state_dict = {k[len("branch1."):]: v for k, v in state_dict.items()}
+        load_state_dict_checked(net.branch1, state_dict, report, strict=strict,
+                                ignore_missing=("residual_block.",), assign=assign)
+        net.init_from_segmenter()
+    net.checkpoint_sha256 = report.sha256
+    net.branch1.checkpoint_sha256 = report.sha256
+    return report
+
+
+def load_rpl_checkpoint(net: RPLNet, path: str | os.PathLike | Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> LoadReport:
+    """Read ``path`` and :func:`load_rpl_state` it into ``net``."""
+    sd, report = read_rpl_state(path)
+    if is_rpl_state(sd) and has_projector(sd) != net.projector:
+        want = "with" if has_projector(sd) else "without"
+        raise CheckpointError(
+            f"checkpoint {report.source} is an RPL checkpoint {want} the CoroCL projector "
+            f"(residual_block.proj_head), but the network was built with projector={net.projector}"
+        )
+    return load_rpl_state(net, sd, report, strict=strict, assign=assign)
+
+
+def save_rpl_checkpoint(net: RPLNet, path: str | os.PathLike, **extra: Any) -> Path:
+    """Write ``{'model': net.state_dict(), **extra}`` (the official layout; ``.safetensors`` also works)."""
+    if not isinstance(net, RPLNet):
+        raise TypeError(f"save_rpl_checkpoint needs an RPLNet, got {type(net).__name__}")
+    return save_checkpoint(net, path, wrapper_key="model", **extra)

@@ -1,0 +1,112 @@
+"""Training configs as dataclasses, and their command-line flags generated from the fields.
+
+Every field becomes ``--field-name`` with the field's type, default and ``metadata["help"]``;
+booleans get ``--x/--no-x``; ``metadata["choices"]`` restricts values; ``metadata["cli"] = False``
+keeps a field (e.g. a Python callback) off the command line. One definition therefore serves the
+Python API (``train_rpl(RPLTrainConfig(...))``), the CLI and the config stored in checkpoints.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EngineConfig", "add_dataclass_arguments", "config_from_namespace", "config_to_dict"]
+
+
+def _h(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class EngineConfig:
+    """Options shared by every trainer (loop, checkpoints, logs, devices)."""
+
+    out_dir: str = field(default="runs/train", metadata=_h("output folder (checkpoints, train.csv, val.csv, config.json)"))
+    epochs: int = field(default=40, metadata=_h("number of epochs"))
+    max_iters: int | None = field(default=None, metadata=_h("cap on the total number of iterations (also the poly horizon)"))
+    stop_after: int | None = field(
+        default=None, metadata=_h("stop after this iteration without saving, as if killed (tests resume)")
+    )
+    ckpt_every: int = field(default=500, metadata=_h("iterations between checkpoints (iter_N.pth + last.pth)"))
+    keep_iter_ckpts: bool = field(default=True, metadata=_h("keep every iter_N.pth, not only last.pth"))
+    val_every: int = field(default=0, metadata=_h("iterations between validations (0: only at the end)"))
+    log_every: int = field(default=1, metadata=_h("iterations between CSV/TensorBoard rows"))
+    seed: int = field(default=666, metadata=_h("seed of every random draw (data order, augmentation, sampling)"))
+    resume: str = field(default="auto", metadata=_h("checkpoint to resume from; 'auto': OUT_DIR/last.pth if it exists; 'no'"))
+    device: str = field(default="auto", metadata=_h("'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1'"))
+    amp: bool = field(default=True, metadata=_h("bf16 autocast on CUDA (ignored on CPU)"))
+    num_workers: int = field(default=4, metadata=_h("DataLoader worker processes per rank"))
+    progress: bool = field(default=True, metadata=_h("tqdm progress bar on rank 0"))
+    deterministic: bool = field(default=False, metadata=_h("deterministic kernels (slower on CUDA)"))
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = ()) -> None:
+    """Add one flag per field of dataclass ``cls`` (see module doc)."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name in exclude or not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        tp, optional = _unwrap_optional(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        kw: dict[str, Any] = {"dest": f.name, "default": default}
+        help_text = f.metadata.get("help", "")
+        kw["help"] = f"{help_text} (default: {default!r})" if help_text else f"default: {default!r}"
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif origin in (tuple, list):
+            inner = [a for a in typing.get_args(tp) if a is not Ellipsis]
+            kw["type"] = inner[0] if inner else str
+            kw["nargs"] = len(inner) if origin is tuple and Ellipsis not in typing.get_args(tp) else "+"
+        elif tp in (int, float, str):
+            kw["type"] = tp
+        elif tp is Path:
+            kw["type"] = Path
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: no CLI mapping for type {tp!r} (set metadata cli=False)")
+        if optional and tp is not bool:
+            kw["help"] += "; omit for none"
+        parser.add_argument(flag, **kw)
+
+
+def config_from_namespace(cls: type, ns: argparse.Namespace, **overrides: Any):
+    """Build ``cls`` from parsed arguments (fields absent from ``ns`` keep their defaults)."""
+    kwargs = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
+    for f in fields(cls):
+        v = kwargs.get(f.name)
+        if isinstance(v, list) and typing.get_origin(typing.get_type_hints(cls)[f.name]) is tuple:
+            kwargs[f.name] = tuple(v)
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """JSON/``weights_only``-safe dict of a config (paths as strings, tuples as lists, callables dropped)."""
+    out: dict[str, Any] = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if callable(v) and not isinstance(v, type):
+            continue
+        if isinstance(v, Path):
+            v = str(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out

@@ -1,0 +1,256 @@
+"""RPL+CoroCL training (``oodbench train --method rpl``; ``torchrun ... -m oodbench.methods.rpl.train``).
+
+One step (``yyliu01/RPL:rpl_corocl.code/engine/trainer.py``; rpl-official.md §3-§6):
+
+1. batch = ``b`` city-mix crops (COCO objects pasted, label 254) + their ``b`` COCO context crops
+   (:mod:`.data`), ``b`` per rank;
+2. **CoroCL gate**: ``g`` = number of city-mix images containing a 254 pixel, summed over all
+   ranks (one all-reduce, so every rank takes the same decision). CoroCL runs iff
+   ``corocl_weight > 0`` and ``g >= corocl_min_images`` (2: the single-GPU reference rule). The
+   reference all-gathered per-rank counts and required >= 2 on *every* rank, because its loss
+   ``.squeeze()``d the batch dimension (issue #2; crash fixed in ``0d3c0b3``). Here labels keep
+   their batch dimension and sampling is global, so a rank with 0 or 1 such image is fine;
+3. forward ``cat([city_mix, coco_ctx])`` when CoroCL runs (the residual block's BN then sees both,
+   as in the reference), else ``city_mix`` only; the segmenter is frozen and in eval mode;
+4. loss = ``L_ce + L_reg + 0.05 L_energy`` (:func:`.losses.rpl_loss_parts`; masked means over
+   the *global* batch) ``+ corocl_weight * L_CoroCL`` (on the images with a pasted object and the
+   COCO images at the same indices; pools sampled over all ranks with a generator keyed by
+   ``(seed, iteration)``, :class:`.losses.DistributedPoolSampler`);
+5. Adam (betas 0.9/0.999, no weight decay), lr 7.5e-5 and 10x on the RPL head
+   (``atten_aspp_final``), poly 0.9 over ``epochs * iters_per_epoch`` steps.
+
+**Multi-process equivalence.** N ranks with batch b give the same loss curve as one process with
+batch N*b: the data order is rank-contiguous (:mod:`oodbench.training.sampler`), per-sample
+augmentation is keyed by the sample, masked means use global pixel counts, CoroCL samples
+globally, and the residual block's BN uses global statistics (SyncBatchNorm on CUDA,
+:class:`~oodbench.training.syncbn.DistBatchNorm2d` with gloo on CPU). ``tests/test_rpl_train_ddp.py``
+checks this with ``torchrun --nproc_per_node 2`` on CPU.
+
+Checkpoints: ``{'model': RPLNet.state_dict() (official 'branch1.' layout, loads rev3.pth),
+'optimizer', 'iteration', 'epoch', 'config', 'rng', 'world_size'}`` as ``iter_<N>.pth`` and
+``last.pth``. Periodic validation calls ``validator(model, iteration) -> dict`` on rank 0.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from oodbench.training.config import EngineConfig, add_dataclass_arguments, config_from_namespace
+from oodbench.training.device import autocast, maybe_channels_last
+from oodbench.training.distributed import DistContext, barrier, cleanup_distributed, global_sum, unwrap, wrap_ddp
+from oodbench.training.engine import Trainer, TrainResult
+from oodbench.training.sampler import EpochBatchSampler, epoch_loader
+from oodbench.training.schedule import PolySchedule
+from oodbench.training.seeding import torch_generator
+from oodbench.training.syncbn import convert_batchnorm
+
+from .data import OutlierExposureSet, coco_pairs_from_root, recipe
+from .losses import OOD_LABEL, DistributedPoolSampler, corocl_loss, rpl_loss_parts
+
+__all__ = ["RPLTrainConfig", "RPLTrainer", "train_rpl", "add_train_parser", "main"]
+
+Validator = Callable[[torch.nn.Module, int], "dict[str, float] | None"]
+
+
+@dataclass
+class RPLTrainConfig(EngineConfig):
+    """Options of ``oodbench train --method rpl`` (defaults: paper and official config)."""
+
+    segmenter: str = field(default="deeplabv3plus_wrn38", metadata={"help": "registered closed-set segmenter"})
+    checkpoint: str | None = field(default=None, metadata={"help": "closed-set weights of the segmenter (e.g. cityscapes_best.pth)"})
+    data_root: str | None = field(default=None, metadata={"help": "folder holding cityscapes/ and coco/ (e.g. the synthetic benchmark)"})
+    cityscapes_root: str | None = field(default=None, metadata={"help": "Cityscapes root (default: DATA_ROOT/cityscapes)"})
+    coco_root: str | None = field(default=None, metadata={"help": "COCO root with OE masks (default: DATA_ROOT/coco)"})
+    train_split: str = field(default="train", metadata={"help": "Cityscapes split to train on"})
+    crop_size: tuple[int, int] = field(default=(700, 700), metadata={"help": "training crop H W"})
+    batch_size: int = field(default=8, metadata={"help": "city-mix images per rank and iteration"})
+    lr: float = field(default=7.5e-5, metadata={"help": "Adam learning rate of the residual block"})
+    head_lr_mult: float = field(default=10.0, metadata={"help": "LR multiplier of the RPL head (atten_aspp_final)"})
+    poly_power: float = field(default=0.9, metadata={"help": "poly LR power"})
+    energy_weight: float = field(default=0.05, metadata={"help": "weight of the OoD energy term"})
+    corocl_weight: float = field(default=1.0, metadata={"help": "weight of CoroCL (0: RPL only, no projector)"})
+    tau: float = field(default=0.1, metadata={"help": "CoroCL temperature"})
+    max_views: int = field(default=512, metadata={"help": "CoroCL samples per pool"})
+    corocl_min_images: int = field(default=2, metadata={"help": "CoroCL runs when the global batch has this many images with a pasted object"})
+    reference_quirks: bool = field(default=False, metadata={"help": "reproduce the reference data/LR quirks (methods/rpl/data.py table)"})
+    find_unused_parameters: bool = field(default=True, metadata={"help": "DDP find_unused_parameters (the projector idles on RPL-only steps)"})
+    validator: Any = field(default=None, metadata={"cli": False, "help": "callable(model, iteration) -> dict"})
+    epochs: int = field(default=40, metadata={"help": "epochs (40 in the official config, 80 in the authors' reported run)"})
+    ckpt_every: int = field(default=185, metadata={"help": "iterations between checkpoints (the reference's eval_iter)"})
+
+
+def _roots(cfg: RPLTrainConfig) -> tuple[Path, Path]:
+    base = Path(cfg.data_root) if cfg.data_root else None
+    city = Path(cfg.cityscapes_root) if cfg.cityscapes_root else (base / "cityscapes" if base else None)
+    coco = Path(cfg.coco_root) if cfg.coco_root else (base / "coco" if base else None)
+    if city is None or coco is None:
+        raise ValueError("train --method rpl: pass --data-root (holding cityscapes/ and coco/) "
+                         "or both --cityscapes-root and --coco-root")
+    return city, coco
+
+
+class RPLTrainer(Trainer):
+    """RPL+CoroCL trainer (module doc). ``model``/``city``/``coco`` override building from the config."""
+
+    desc = "train-rpl"
+
+    def __init__(self, cfg: RPLTrainConfig, ctx: DistContext | None = None, model: torch.nn.Module | None = None,
+                 city: Any = None, coco: Sequence[tuple[Any, Any]] | None = None) -> None:
+        super().__init__(cfg, ctx)
+        self.cfg: RPLTrainConfig = cfg
+        self._model, self._city, self._coco = model, city, coco
+
+    # ---------------------------------------------------------------- setup
+    def _build_model(self) -> torch.nn.Module:
+        from oodbench import segmenters
+
+        from .model import RPLNet
+
+        if self.cfg.checkpoint is None:
+            raise ValueError("train --method rpl: --checkpoint (closed-set weights of the segmenter) is required")
+        seg = segmenters.build(self.cfg.segmenter, checkpoint=self.cfg.checkpoint)
+        return RPLNet(seg, projector=self.cfg.corocl_weight > 0)
+
+    def setup(self) -> None:
+        cfg, ctx = self.cfg, self.ctx
+        net = self._model if self._model is not None else self._build_model()
+        rb = net.branch1.residual_block
+        net.branch1.residual_block = convert_batchnorm(rb, ctx)
+        net = maybe_channels_last(net.to(self.device), self.device)
+        net.train()
+        self.model = net
+        self.ddp = wrap_ddp(net, ctx, find_unused_parameters=cfg.find_unused_parameters)
+        groups = net.trainable_parameters(lr=cfg.lr, head_lr_mult=cfg.head_lr_mult)
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+
+        if self._city is None or self._coco is None:
+            from oodbench.training.segmenter import open_cityscapes
+
+            city_root, coco_root = _roots(cfg)
+            self._city = self._city if self._city is not None else open_cityscapes(city_root, cfg.train_split)
+            self._coco = self._coco if self._coco is not None else coco_pairs_from_root(coco_root)
+        self.train_set = OutlierExposureSet(self._city, self._coco, cfg.crop_size, cfg.reference_quirks, cfg.seed)
+        self.recipe = recipe(cfg.reference_quirks)
+        self.iters_per_epoch = EpochBatchSampler.batches_per_epoch(len(self.train_set), cfg.batch_size, ctx.world_size)
+        if self.iters_per_epoch < 1:
+            raise ValueError(f"{len(self.train_set)} Cityscapes images < one global batch of "
+                             f"{cfg.batch_size} x {ctx.world_size}")
+        self.schedule = PolySchedule(self.optimizer, self.total_iters, cfg.poly_power,
+                                     off_by_one=self.recipe.lr_off_by_one)
+        self.pool_sampler = DistributedPoolSampler(ctx)
+
+    def make_batches(self, epoch: int, start_batch: int):
+        return epoch_loader(self.train_set, self.cfg.batch_size, self.cfg.seed, epoch, self.ctx.rank,
+                            self.ctx.world_size, self.device, self.cfg.num_workers, self.recipe.shuffle, start_batch)
+
+    # ---------------------------------------------------------------- step
+    def train_step(self, batch: Any, iteration: int) -> dict[str, float]:
+        cfg, ctx = self.cfg, self.ctx
+        city_img, city_gt, coco_img, coco_gt = (t.to(self.device, non_blocking=True) for t in batch)
+        b = city_img.shape[0]
+        has_ood = (city_gt == OOD_LABEL).flatten(1).any(dim=1)
+        n_ood_images = int(global_sum(has_ood.sum(), ctx))
+        use_corocl = cfg.corocl_weight > 0 and n_ood_images >= cfg.corocl_min_images
+        x = torch.cat([city_img, coco_img]) if use_corocl else city_img
+        self.ddp.train()
+        with autocast(self.device, cfg.amp):
+            out1, out2, proj = self.ddp(maybe_channels_last(x, self.device))
+        parts = rpl_loss_parts(out1[:b], out2[:b], city_gt)
+        counts = global_sum(torch.stack([parts["n_in"], parts["n_ood"]]).double(), ctx)
+        n_in, n_ood = float(counts[0]), float(counts[1])
+        w = ctx.world_size
+        share = lambda s, n: s * (w / n) if n > 0 else s * 0.0  # noqa: E731  (global masked mean share)
+        loss = share(parts["ce"], n_in) + share(parts["reg"], n_in) + cfg.energy_weight * share(parts["energy"], n_ood)
+        corocl = torch.zeros((), device=self.device)
+        if use_corocl:
+            gen = torch_generator(cfg.seed, iteration, "corocl")
+            corocl = corocl_loss(proj[:b][has_ood], city_gt[has_ood], proj[b:][has_ood], coco_gt[has_ood],
+                                 tau=cfg.tau, max_views=cfg.max_views, generator=gen, sampler=self.pool_sampler)
+            loss = loss + cfg.corocl_weight * corocl
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+        sums = global_sum(torch.stack([parts["ce"], parts["reg"], parts["energy"]]).detach().double(), ctx)
+        ce = float(sums[0]) / n_in if n_in else 0.0
+        reg = float(sums[1]) / n_in if n_in else 0.0
+        energy = float(sums[2]) / n_ood if n_ood else 0.0
+        cl = float(corocl.detach())
+        return {
+            "total": ce + reg + cfg.energy_weight * energy + cfg.corocl_weight * cl,
+            "ce": ce, "reg": reg, "energy": energy, "corocl": cl,
+            "corocl_active": int(use_corocl), "ood_images": n_ood_images,
+        }
+
+    # ---------------------------------------------------------------- checkpoints / validation
+    def payload(self) -> dict[str, Any]:
+        return {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                "method": "rpl", "segmenter": self.cfg.segmenter}
+
+    def load_payload(self, payload: dict[str, Any]) -> None:
+        if "model" not in payload or "optimizer" not in payload:
+            raise ValueError(f"RPL checkpoint lacks 'model'/'optimizer' (has {sorted(payload)})")
+        unwrap(self.model).load_state_dict(payload["model"], strict=True)
+        self.optimizer.load_state_dict(payload["optimizer"])
+
+    def validate(self, iteration: int) -> dict[str, float] | None:
+        if self.cfg.validator is None:
+            return None
+        out = None
+        if self.ctx.is_main:
+            net = unwrap(self.model)
+            net.eval()
+            try:
+                with torch.no_grad():
+                    out = self.cfg.validator(net, iteration)
+            finally:
+                net.train()  # re-applies the frozen/eval split (rpl-official.md §12.5)
+        barrier(self.ctx)
+        return out
+
+
+def train_rpl(config: RPLTrainConfig, **kwargs: Any) -> TrainResult:
+    """Train (or resume) RPL+CoroCL; ``kwargs`` go to :class:`RPLTrainer` (``model``, ``city``, ``coco``, ``ctx``)."""
+    trainer = RPLTrainer(config, **kwargs)
+    try:
+        return trainer.fit()
+    finally:
+        if kwargs.get("ctx") is None:
+            cleanup_distributed(trainer.ctx)
+
+
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``train`` (``--method rpl``) on an argparse ``subparsers``; sets ``func``."""
+    p = subparsers.add_parser("train", help="train a method (rpl: RPL+CoroCL on a frozen segmenter; torchrun for multi-GPU)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--method", default="rpl", choices=["rpl"], help="method to train (default: rpl)")
+    add_dataclass_arguments(p, RPLTrainConfig)
+    p.set_defaults(func=_run_from_args)
+    return p
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    result = train_rpl(config_from_namespace(RPLTrainConfig, args))
+    state = "stopped" if result.stopped_early else "done"
+    print(f"{state} at iteration {result.iteration}/{result.total_iters}; checkpoint: {result.out_dir / 'last.pth'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m oodbench.methods.rpl.train [--method rpl] ...`` (what torchrun launches)."""
+    parser = argparse.ArgumentParser(prog="python -m oodbench.methods.rpl.train")
+    sub = parser.add_subparsers(dest="command")
+    add_train_parser(sub)
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    raise SystemExit(main())

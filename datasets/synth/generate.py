@@ -1,0 +1,179 @@
+"""``generate()``: write the whole synthetic benchmark atomically and idempotently.
+
+Everything is written into a private staging directory next to ``out_dir`` and published with one
+``os.rename``; a tree whose ``oodbench_manifest.json`` has the same generator string (version and
+seed), size and frame counts is reused untouched.  Same seed -> byte-identical files (with the same
+numpy / Pillow / zlib / libjpeg / libwebp versions, which the manifest records).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import PIL
+
+from .benchmarks import (write_anomaly_track, write_fishyscapes_static, write_lost_and_found, write_obstacle_track,
+                         write_road_anomaly, write_streethazards)
+from .training import write_cityscapes, write_coco
+from .world import SYNTH_VERSION, TRAIN_IDS_PRESENT
+from .writers import TreeWriter
+
+__all__ = ["generate", "generator_string", "read_manifest", "MANIFEST_NAME", "SynthExistsError"]
+
+MANIFEST_NAME = "oodbench_manifest.json"
+
+#: where each split lives under the data root (for humans and adapter tests)
+LAYOUTS = {
+    "smiyc-anomaly-val": "dataset_AnomalyTrack", "smiyc-anomaly-test": "dataset_AnomalyTrack",
+    "smiyc-obstacle-val": "dataset_ObstacleTrack", "smiyc-obstacle-test": "dataset_ObstacleTrack",
+    "smiyc-laf-noknown": "dataset_LostAndFound",
+    "fishyscapes-laf-val": "fishyscapes_lostandfound + dataset_LostAndFound",
+    "fishyscapes-static-val": "fs_val_v3 + cityscapes/leftImg8bit/val",
+    "road-anomaly": "RoadAnomaly_jpg", "streethazards-test": "StreetHazards/test",
+}
+
+
+class SynthExistsError(FileExistsError):
+    """``out_dir`` holds something else than the requested synthetic tree."""
+
+
+def generator_string(seed: int) -> str:
+    return f"oodbench.synth {SYNTH_VERSION} seed={seed}"
+
+
+def read_manifest(root: str | os.PathLike) -> dict | None:
+    """The synthetic manifest under ``root``, or ``None`` when there is none (a real data root)."""
+    p = Path(root) / MANIFEST_NAME
+    if not p.is_file():
+        return None
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SynthExistsError(f"{p}: unreadable synthetic manifest ({exc}); delete the folder and regenerate") from exc
+    return doc if isinstance(doc, dict) and doc.get("synthetic") is True else None
+
+
+def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = (128, 256), *,
+             n_train: int = 150, n_val: int = 24, n_coco: int = 48, n_per_split: int = 8,
+             force: bool = False, log: Callable[[str], None] | None = None) -> Path:
+    """Write the synthetic benchmark under ``out_dir`` and return ``out_dir``.
+
+    Args:
+        out_dir: data root to create (its parent must exist or be creatable).
+        seed: non-negative integer; the only source of randomness.
+        size: ``(H, W)`` of the 2:1 frames (Cityscapes, Lost & Found, AnomalyTrack); the 16:9
+            benchmarks (ObstacleTrack, RoadAnomaly, StreetHazards) use ``(round(W*9/16), W)``.
+        n_train / n_val: Cityscapes-format train / val images.
+        n_coco: COCO-format images (about 60 % survive the outlier filter).
+        n_per_split: labelled frames of SMIYC AnomalyTrack/ObstacleTrack validation and FS Static.
+        force: replace an existing *synthetic* tree of another seed/version/size (a folder
+            without a synthetic manifest is never deleted).
+        log: optional callable receiving progress lines.
+
+    Raises:
+        SynthExistsError: ``out_dir`` exists with other content and ``force`` is off (or it is
+            not a synthetic tree).
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    h, w = (int(s) for s in size)
+    if h < 64 or w < 64:
+        raise ValueError(f"size must be at least 64x64, got {h}x{w}")
+    if n_val < n_per_split:
+        raise ValueError(f"n_val ({n_val}) must be >= n_per_split ({n_per_split}): FS Static pastes onto val frames")
+    params = {"size": [h, w], "n_train": n_train, "n_val": n_val, "n_coco": n_coco, "n_per_split": n_per_split}
+    out = Path(out_dir).expanduser().absolute()
+    say = log or (lambda _msg: None)
+    existing = read_manifest(out) if out.is_dir() else None
+    if existing and existing.get("generator") == generator_string(int(seed)) and existing.get("params") == params:
+        say(f"{out}: synthetic benchmark already present ({existing['generator']}); nothing to do")
+        return out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if existing is None:
+            raise SynthExistsError(f"{out} exists and is not a synthetic oodbench tree; choose an empty or new folder")
+        if not force:
+            raise SynthExistsError(
+                f"{out} holds another synthetic tree ({existing.get('generator')}, {existing.get('params')}); "
+                "pass force=True (--force) to replace it"
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
+    try:
+        t0 = time.perf_counter()
+        manifest = _write_all(staging, int(seed), (h, w), params, say)
+        _publish(staging, out, manifest["generator"], params)
+        say(f"wrote {manifest['files']} files to {out} in {time.perf_counter() - t0:.1f} s")
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _write_all(root: Path, seed: int, size: tuple[int, int], params: dict, say) -> dict:
+    h, w = size
+    wide = (int(round(w * 9 / 16)), w)
+    wr = TreeWriter(root)
+    counts: dict[str, int] = {}
+    excluded: dict[str, list[str]] = {}
+
+    def add(res: dict) -> None:
+        counts.update(res["counts"])
+        excluded.update(res["excluded_on_disk"])
+
+    say("cityscapes-format training set")
+    val_frames = write_cityscapes(wr, seed, size, params["n_train"], params["n_val"])
+    say("coco-format outlier source")
+    coco_stats = write_coco(wr, seed, params["n_coco"])
+    say("evaluation splits")
+    add(write_anomaly_track(wr, seed, size, params["n_per_split"]))
+    add(write_obstacle_track(wr, seed, wide, params["n_per_split"]))
+    add(write_lost_and_found(wr, seed, size))
+    add(write_fishyscapes_static(wr, seed, val_frames, params["n_per_split"]))
+    add(write_road_anomaly(wr, seed, wide))
+    add(write_streethazards(wr, seed, wide, params["n_per_split"] // 2))
+    manifest = {
+        "synthetic": True,
+        "generator": generator_string(seed),
+        "seed": seed,
+        "params": params,
+        "counts": dict(sorted(counts.items())),
+        "excluded_on_disk": dict(sorted(excluded.items())),
+        "layouts": LAYOUTS,
+        "train": {
+            "cityscapes": {"root": "cityscapes", "train": params["n_train"], "val": params["n_val"],
+                           "train_ids_present": list(TRAIN_IDS_PRESENT)},
+            "coco": {"root": "coco", **coco_stats},
+        },
+        "files": len(wr.files) + 1,
+        "libraries": {"numpy": np.__version__, "pillow": PIL.__version__},
+    }
+    wr.json(MANIFEST_NAME, manifest)
+    return manifest
+
+
+def _publish(staging: Path, out: Path, generator: str, params: dict) -> None:
+    """Move the finished staging tree onto ``out`` (one rename; an old tree is swapped out first)."""
+    trash = None
+    if out.exists():
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        else:
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rename(out, trash / "tree")
+    try:
+        os.rename(staging, out)
+    except OSError:
+        # another process published first: fine if it wrote the same tree
+        other = read_manifest(out) if out.is_dir() else None
+        if not (other and other.get("generator") == generator and other.get("params") == params):
+            raise
+    if trash is not None:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(trash)

@@ -1,4 +1,4 @@
-"""Closed-set mIoU from a global confusion matrix (detectron2 ``SemSegEvaluator`` style).
+r"""Closed-set mIoU from a global confusion matrix (detectron2 ``SemSegEvaluator`` style).
 
 .. math:: \mathrm{IoU}_c = \frac{M_{cc}}{\sum_k M_{ck} + \sum_k M_{kc} - M_{cc}},\qquad
           \mathrm{mIoU} = \operatorname{mean}_{c:\ \text{union}_c > 0} \mathrm{IoU}_c

@@ -1,4 +1,4 @@
-"""Polynomial ("poly") learning-rate decay.
+r"""Polynomial ("poly") learning-rate decay.
 
 .. math:: \mathrm{lr}_g(t) = \max\!\big(\mathrm{base}_g\,(1 - t/T)^{p},\ \mathrm{min\_lr}\big)
 

@@ -1,4 +1,4 @@
-"""Batch normalisation with statistics over the global batch of all ranks, on any backend.
+r"""Batch normalisation with statistics over the global batch of all ranks, on any backend.
 
 ``torch.nn.SyncBatchNorm`` only runs on CUDA (env.md §6: "SyncBatchNorm layers only work with GPU
 modules"). :class:`DistBatchNorm2d` is a small gloo-compatible equivalent for CPU runs: in training

@@ -18,8 +18,8 @@ Two on-disk layouts, auto-detected (``benchmarks.md`` §1.4-§1.5, ``rpl-officia
   (``Frame.meta["dddd"]``).
 * **preprocessed** -- the SynBoost copy used by PEBAL/RPL: ``fishyscapes/LostAndFound/{original,labels}/<name>.png``
   and ``fishyscapes/Static/{original,labels}/<name>.png``; image and label share the file name.
-  Frame id = ``<name>`` (a leading ``DDDD_`` is split off into ``meta["dddd"]`` and gives the
-  order; otherwise the order is by name).
+  Frame id = ``<name>`` without a trailing ``_leftImg8bit`` (a leading ``DDDD_`` is split off into
+  ``meta["dddd"]`` and gives the order; otherwise the order is by name).
 
 If both layouts are present the split refuses to guess (:class:`DataLayoutError` naming both
 paths); pass ``layout="official"`` or ``layout="preprocessed"``.
@@ -39,7 +39,7 @@ from oodbench.contracts import ContractError, Frame
 
 from ._indexed import FrameRecord, IndexedSplit
 from ._io import check_raw_values, check_same_size, read_image, read_label, require_dir, require_file
-from ._laf import LAF_IMAGE_EXTS, RE_LAF_ID, laf_image_path
+from ._laf import LAF_IMAGE_EXTS, LAF_IMAGE_SUFFIX, RE_LAF_ID, laf_image_path
 from .base import DataLayoutError, register_split
 
 __all__ = ["FishyscapesLAFVal", "FishyscapesStaticVal", "LAYOUTS", "RE_FS_LABELS", "RE_FS_OVERLAY"]
@@ -133,6 +133,7 @@ class _Fishyscapes(IndexedSplit):
         index: dict[str, FrameRecord] = {}
         for m, stem in parsed:
             fid, meta = (m.group(2), {"dddd": m.group(1)}) if m is not None else (stem, {})
+            fid = fid.removesuffix(LAF_IMAGE_SUFFIX)  # Cityscapes/LAF image names end in _leftImg8bit
             label = require_file(labels / f"{stem}.png", "label", self.name)
             if fid in index:
                 raise DataLayoutError(f"{self.name}: two preprocessed images give frame id {fid!r} in {originals}")

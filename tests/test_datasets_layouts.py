@@ -135,6 +135,8 @@ def test_fishyscapes_static_alternative_folder_and_preprocessed(tmp_path):
     T.fishyscapes_preprocessed(tmp_path / "b", "Static", [f"{d:04d}_{c}" for d, c in enumerate(CS_IDS)][::-1])
     split = get_split("fishyscapes-static-val", tmp_path / "b", check_count=False)
     assert split.frame_ids() == CS_IDS and split.load(CS_IDS[0]).meta["dddd"] == "0000"
+    T.fishyscapes_preprocessed(tmp_path / "c", "Static", [f"{c}_leftImg8bit" for c in CS_IDS])
+    assert get_split("fishyscapes-static-val", tmp_path / "c", check_count=False).frame_ids() == CS_IDS
 
 
 def test_fishyscapes_laf_pairs_by_dddd_not_listing_order(tmp_path):

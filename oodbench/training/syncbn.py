@@ -44,7 +44,7 @@ class DistBatchNorm2d(nn.BatchNorm2d):
         n = float(global_sum(torch.tensor(local_n, dtype=torch.int64), self.ctx))
         if n <= 1:
             raise ValueError(f"DistBatchNorm2d: need more than 1 value per channel over all ranks, got {n:g}")
-        xf = x.float()
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in >= fp32
         mean = all_reduce_with_grad(xf.sum(dim=(0, 2, 3)), self.ctx) / n
         centred = xf - mean[None, :, None, None]
         var = all_reduce_with_grad((centred * centred).sum(dim=(0, 2, 3)), self.ctx) / n
@@ -64,11 +64,14 @@ class DistBatchNorm2d(nn.BatchNorm2d):
 def _replace_bn(module: nn.Module, make) -> nn.Module:
     if isinstance(module, nn.BatchNorm2d) and not isinstance(module, (DistBatchNorm2d, nn.SyncBatchNorm)):
         new = make(module)
+        ref = module.running_mean if module.running_mean is not None else next(module.parameters(), None)
+        if ref is not None:
+            new = new.to(device=ref.device, dtype=ref.dtype)
         new.load_state_dict(module.state_dict())
         new.train(module.training)
         for p_new, p_old in zip(new.parameters(), module.parameters()):
             p_new.requires_grad_(p_old.requires_grad)
-        return new.to(next(iter(module.buffers()), torch.empty(0)).device)
+        return new
     for name, child in list(module.named_children()):
         setattr(module, name, _replace_bn(child, make))
     return module

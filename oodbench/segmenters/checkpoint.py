@@ -161,8 +161,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Any, str]:
             "arbitrary code; re-save the weights as a plain state dict or as .safetensors from a "
             "trusted environment."
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path}: cannot be read as a torch checkpoint: {exc}") from exc
+    except Exception as exc:  # corrupt or foreign files surface as many exception types
+        raise CheckpointError(
+            f"checkpoint {path}: cannot be read as a torch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
     return obj, sha
 
 

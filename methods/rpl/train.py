@@ -65,8 +65,8 @@ class RPLTrainConfig(EngineConfig):
     segmenter: str = field(default="deeplabv3plus_wrn38", metadata={"help": "registered closed-set segmenter"})
     checkpoint: str | None = field(default=None, metadata={"help": "closed-set weights of the segmenter (e.g. cityscapes_best.pth)"})
     data_root: str | None = field(default=None, metadata={"help": "folder holding cityscapes/ and coco/ (e.g. the synthetic benchmark)"})
-    cityscapes_root: str | None = field(default=None, metadata={"help": "Cityscapes root (default: DATA_ROOT/cityscapes)"})
-    coco_root: str | None = field(default=None, metadata={"help": "COCO root with OE masks (default: DATA_ROOT/coco)"})
+    cityscapes_root: str | None = field(default=None, metadata={"help": "Cityscapes root (default: --data-root)"})
+    coco_root: str | None = field(default=None, metadata={"help": "COCO root with OE masks (default: --data-root)"})
     train_split: str = field(default="train", metadata={"help": "Cityscapes split to train on"})
     crop_size: tuple[int, int] = field(default=(700, 700), metadata={"help": "training crop H W"})
     batch_size: int = field(default=8, metadata={"help": "city-mix images per rank and iteration"})
@@ -86,13 +86,12 @@ class RPLTrainConfig(EngineConfig):
 
 
 def _roots(cfg: RPLTrainConfig) -> tuple[Path, Path]:
-    base = Path(cfg.data_root) if cfg.data_root else None
-    city = Path(cfg.cityscapes_root) if cfg.cityscapes_root else (base / "cityscapes" if base else None)
-    coco = Path(cfg.coco_root) if cfg.coco_root else (base / "coco" if base else None)
+    city = cfg.cityscapes_root or cfg.data_root
+    coco = cfg.coco_root or cfg.data_root
     if city is None or coco is None:
         raise ValueError("train --method rpl: pass --data-root (holding cityscapes/ and coco/) "
                          "or both --cityscapes-root and --coco-root")
-    return city, coco
+    return Path(city), Path(coco)
 
 
 class RPLTrainer(Trainer):

@@ -25,8 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +47,7 @@ __all__ = [
     "SegmenterTrainer",
     "train_segmenter",
     "add_train_segmenter_parser",
-    "resolve_cityscapes_root",
+    "open_cityscapes",
     "main",
 ]
 
@@ -75,20 +74,11 @@ class SegmenterTrainConfig(EngineConfig):
     poly_power: float = field(default=0.9, metadata={"help": "poly LR power"})
 
 
-def resolve_cityscapes_root(root: str | os.PathLike) -> Path:
-    """``root`` itself when it holds ``leftImg8bit/``, else ``root/cityscapes`` when that does."""
-    r = Path(root)
-    for cand in (r, r / "cityscapes"):
-        if (cand / "leftImg8bit").is_dir():
-            return cand
-    raise FileNotFoundError(f"no Cityscapes layout (leftImg8bit/, gtFine/) under {r} or {r / 'cityscapes'}")
-
-
 def open_cityscapes(root: str | os.PathLike, split: str):
-    """``oodbench.datasets.cityscapes.CityscapesSegmentation`` on the resolved root."""
+    """``oodbench.datasets.cityscapes.CityscapesSegmentation`` (``root`` may hold ``cityscapes/``)."""
     from oodbench.datasets.cityscapes import CityscapesSegmentation
 
-    return CityscapesSegmentation(resolve_cityscapes_root(root), split)
+    return CityscapesSegmentation(root, split)
 
 
 class SegmentationTrainSet(torch.utils.data.Dataset):

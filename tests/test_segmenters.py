@@ -151,6 +151,14 @@ def test_pretrained_cfg_validates_label_counts():
     assert d["num_classes"] == 19 and d["sha256"] is None and d["label_ids"][0] == 7
 
 
+def test_get_pretrained_cfg_without_building_weights():
+    cfg = segmenters.get_pretrained_cfg("deeplabv3plus_wrn38")
+    assert cfg.checkpoint_file == "cityscapes_best.pth" and cfg.output_stride == 8 and cfg.align_corners
+    assert cfg.sha256 is None  # unknown, never invented
+    assert segmenters.get_pretrained_cfg("deeplabv3plus_mobilenetv2", output_stride=8).output_stride == 8
+    assert segmenters.get_pretrained_cfg("deeplabv3plus_resnet50").checkpoint_file is None
+
+
 def test_registered_names_are_in_registry_object():
     for name in NAMES:
         assert name in SEGMENTERS

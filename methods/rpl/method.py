@@ -149,6 +149,8 @@ class RPL(Method):
                 "RPL training lives in oodbench.methods.rpl.train, which is not available in this "
                 f"installation ({exc}); load a trained checkpoint with checkpoint=PATH instead"
             ) from exc
+        if not callable(getattr(train, "fit", None)):
+            raise RuntimeError(f"{train.__file__} defines no fit(method, ...) function to train RPL with")
         train.fit(self, *args, **kwargs)
         self.requires_fit = False
         self.net.eval()

@@ -24,6 +24,7 @@ __all__ = [
     "SEGMENTERS",
     "build",
     "list_segmenters",
+    "get_pretrained_cfg",
     "DeepLabV3PlusBase",
     "PretrainedCfg",
     "CheckpointError",
@@ -42,6 +43,12 @@ from . import wrn38, vainf, small  # noqa: E402,F401  (register the architecture
 def list_segmenters(pattern: str = "*") -> list[str]:
     """Registered segmenter names matching an fnmatch pattern."""
     return SEGMENTERS.names(pattern)
+
+
+def get_pretrained_cfg(name: str, **kwargs: Any) -> PretrainedCfg:
+    """The :class:`PretrainedCfg` of ``name`` (built on the meta device: no memory, no init)."""
+    with torch.device("meta"):
+        return SEGMENTERS.build(name, **kwargs).pretrained_cfg
 
 
 def build(name: str, checkpoint: str | os.PathLike | Mapping[str, Any] | None = None, **kwargs: Any):

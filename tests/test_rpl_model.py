@@ -225,3 +225,10 @@ def test_score_is_blurred_negative_logsumexp():
         np.testing.assert_allclose(blurred[i].numpy(), numpy_blur_reflect(energy[i].numpy()), atol=1e-5)
     assert not torch.allclose(blurred, energy)  # the blur does something
     assert not torch.allclose(energy, -logits.amax(1), atol=1e-3)  # logsumexp, not max
+
+
+def test_fit_requires_a_config():
+    m = methods.build("rpl", segmenter="deeplabv3plus_small")
+    with pytest.raises(ValueError, match="training config"):
+        m.fit()
+    assert m.requires_fit is True

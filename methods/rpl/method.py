@@ -140,19 +140,21 @@ class RPL(Method):
         out1, out2, _ = predict_full(self.net, x, amp=self.amp)
         return self.score(out2), out1
 
-    def fit(self, *args: Any, **kwargs: Any) -> "RPL":
-        """Train the residual block (delegates to ``oodbench.methods.rpl.train``)."""
-        try:
-            from . import train
-        except ImportError as exc:
-            raise RuntimeError(
-                "RPL training lives in oodbench.methods.rpl.train, which is not available in this "
-                f"installation ({exc}); load a trained checkpoint with checkpoint=PATH instead"
-            ) from exc
-        if not callable(getattr(train, "fit", None)):
-            raise RuntimeError(f"{train.__file__} defines no fit(method, ...) function to train RPL with")
-        train.fit(self, *args, **kwargs)
+    def fit(self, config: Any = None, **kwargs: Any) -> "RPL":
+        """Train the residual block of this method's network in place.
+
+        ``config`` is an ``oodbench.methods.rpl.train.RPLTrainConfig`` (or a dict of its fields);
+        ``kwargs`` go to ``train_rpl`` (``city``, ``coco``, ``ctx``). The training result is kept
+        as ``self.last_fit``.
+        """
+        from .train import RPLTrainConfig, train_rpl
+
+        if config is None:
+            raise ValueError("rpl.fit needs a training config (RPLTrainConfig or a dict of its fields)")
+        if isinstance(config, dict):
+            config = RPLTrainConfig(**config)
+        self.last_fit = train_rpl(config, model=self.net, **kwargs)
         self.requires_fit = False
+        self.device = next(self.net.parameters()).device
         self.net.eval()
         return self
-

@@ -89,6 +89,10 @@ class PostHocMethod(Method):
             self.model = segmenter
         self.model.eval()
         self.checkpoint = checkpoint
+        n_classes = getattr(self.model, "num_classes", None)
+        #: label space of the argmax predictions ("cityscapes19" lets the evaluator map them to a
+        #: split's own classes, e.g. StreetHazards); None = the split's own ids
+        self.semantic_label_space = "cityscapes19" if n_classes == 19 else None
 
     @staticmethod
     def score(logits: torch.Tensor) -> torch.Tensor:

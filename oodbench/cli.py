@@ -50,33 +50,53 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def resolve_splits(names: Sequence[str], data_root: str | None, check_count: bool = True,
-                   labelled_only: bool = True) -> list:
-    """Split objects for ``--dataset`` values (``all`` = every labelled split found)."""
+                   labelled_only: bool = True, layout: str | None = None) -> list:
+    """Split objects for ``--dataset`` values (``all`` = every labelled split found).
+
+    ``layout`` ("official" / "preprocessed") is passed to the splits that have two layouts.
+    """
+    import inspect
+
     from oodbench import datasets as D
 
     root = D.resolve_data_root(data_root)
+
+    def kwargs_for(name: str) -> dict[str, Any]:
+        kw: dict[str, Any] = {"check_count": check_count}
+        cls = D.DATASETS.get(name).obj
+        if layout is not None and "layout" in inspect.signature(cls.__init__).parameters:
+            kw["layout"] = layout
+        return kw
+
     wanted: list[str] = []
     for name in names:
         if name == "all":
-            found, missing = D.find_available(root, labelled_only=labelled_only)
+            found, missing = [], {}
+            for split_name in D.DATASETS.names():
+                cls = D.DATASETS.get(split_name).obj
+                if labelled_only and not cls.labels_public:
+                    continue
+                reason = cls.detect(root, **kwargs_for(split_name))
+                if reason is None:
+                    found.append(split_name)
+                else:
+                    missing[split_name] = reason
             for split_name, reason in sorted(missing.items()):
-                print(f"oodbench: skipping {split_name}: {reason}", file=sys.stderr)
+                print(f"oodbench: skipping {split_name}: {reason.splitlines()[0]}", file=sys.stderr)
             if not found:
                 raise CLIError(
                     f"no labelled split found under {root}; expected the official layouts "
-                    "(see `oodbench list datasets --data-root DIR`)"
+                    "(see `oodbench list datasets --data-root DIR` and the README's table)"
                 )
             wanted += found
         else:
             D.DATASETS.get(name)  # raises with the list of valid names
             wanted.append(name)
-    seen: set[str] = set()
-    splits = []
+    splits, seen = [], set()
     for name in wanted:
-        if name in seen:
-            continue
-        seen.add(name)
-        splits.append(D.get_split(name, root, check_count=check_count))
+        if name not in seen:
+            seen.add(name)
+            splits.append(D.get_split(name, root, **kwargs_for(name)))
     return splits
 
 
@@ -126,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from oodbench.runner import RunConfig, run_method
 
     splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check,
-                            labelled_only=True)
+                            labelled_only=True, layout=args.layout)
     kwargs = _parse_params(args.param)
     if args.checkpoint:
         kwargs["checkpoint"] = args.checkpoint
@@ -149,7 +169,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from oodbench.results import Result, save_result
     from oodbench.store import PredictionStore
 
-    splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check)
+    splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check,
+                            layout=args.layout)
     store = PredictionStore(args.predictions, args.method)
     records, results = [], []
     for split in splits:
@@ -204,7 +225,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from oodbench.submit import SMIYC_SUBMISSION_SPLITS, build_smiyc_submission
 
     names = args.dataset or list(SMIYC_SUBMISSION_SPLITS)
-    splits = resolve_splits(names, args.data_root, check_count=not args.no_count_check, labelled_only=False)
+    splits = resolve_splits(names, args.data_root, check_count=not args.no_count_check,
+                            labelled_only=False, layout=args.layout)
     counts = build_smiyc_submission(args.predictions, args.method, args.out, splits, progress=not args.quiet)
     for key, n in counts.items():
         print(f"{key}: {n} frames")
@@ -217,6 +239,8 @@ def _add_common_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="data root (default: $OODBENCH_DATA)")
     p.add_argument("--no-count-check", action="store_true",
                    help="accept splits whose frame count differs from the official one")
+    p.add_argument("--layout", choices=["official", "preprocessed"], default=None,
+                   help="for datasets present in both layouts under the data root")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 

@@ -53,7 +53,7 @@ from oodbench.training.syncbn import convert_batchnorm
 from .data import OutlierExposureSet, coco_pairs_from_root, recipe
 from .losses import OOD_LABEL, DistributedPoolSampler, corocl_loss, rpl_loss_parts
 
-__all__ = ["RPLTrainConfig", "RPLTrainer", "train_rpl", "add_train_parser", "main"]
+__all__ = ["RPLTrainConfig", "RPLTrainer", "train_rpl", "fit", "add_train_parser", "main"]
 
 Validator = Callable[[torch.nn.Module, int], "dict[str, float] | None"]
 
@@ -79,6 +79,7 @@ class RPLTrainConfig(EngineConfig):
     max_views: int = field(default=512, metadata={"help": "CoroCL samples per pool"})
     corocl_min_images: int = field(default=2, metadata={"help": "CoroCL runs when the global batch has this many images with a pasted object"})
     reference_quirks: bool = field(default=False, metadata={"help": "reproduce the reference data/LR quirks (methods/rpl/data.py table)"})
+    residual_dropout: float | None = field(default=None, metadata={"help": "override the dropout probability inside the residual block (VainF-family ASPP: 0.1; WRN38 has none); masks are drawn per rank, so only 0 makes N ranks match 1 process exactly"})
     find_unused_parameters: bool = field(default=True, metadata={"help": "DDP find_unused_parameters (the projector idles on RPL-only steps)"})
     validator: Any = field(default=None, metadata={"cli": False, "help": "callable(model, iteration) -> dict"})
     epochs: int = field(default=40, metadata={"help": "epochs (40 in the official config, 80 in the authors' reported run)"})
@@ -120,6 +121,10 @@ class RPLTrainer(Trainer):
         cfg, ctx = self.cfg, self.ctx
         net = self._model if self._model is not None else self._build_model()
         rb = net.branch1.residual_block
+        if cfg.residual_dropout is not None:
+            for m in rb.modules():
+                if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+                    m.p = float(cfg.residual_dropout)
         net.branch1.residual_block = convert_batchnorm(rb, ctx)
         net = maybe_channels_last(net.to(self.device), self.device)
         net.train()
@@ -222,6 +227,25 @@ def train_rpl(config: RPLTrainConfig, **kwargs: Any) -> TrainResult:
     finally:
         if kwargs.get("ctx") is None:
             cleanup_distributed(trainer.ctx)
+
+
+def fit(method: Any, config: RPLTrainConfig | None = None, **overrides: Any) -> TrainResult:
+    """Train an ``oodbench.methods.rpl.RPL`` instance's network in place (``RPL.fit`` calls this).
+
+    ``config`` (or ``RPLTrainConfig(**overrides)``; with both, ``overrides`` replace fields of
+    ``config``) must name the data; ``city``/``coco``/``ctx`` may be passed as keyword overrides.
+    """
+    import dataclasses
+
+    extra = {k: overrides.pop(k) for k in ("city", "coco", "ctx") if k in overrides}
+    if config is None:
+        config = RPLTrainConfig(segmenter=getattr(method, "segmenter_name", RPLTrainConfig.segmenter), **overrides)
+    elif overrides:
+        config = dataclasses.replace(config, **overrides)
+    net = method.net
+    result = train_rpl(config, model=net, **extra)
+    net.eval()
+    return result
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -1,12 +1,22 @@
-"""``oodbench synth --out DIR [--seed S]``: the CLI face of :func:`oodbench.datasets.synth.generate`."""
+"""CLI hooks of the data-preparation commands (wired by ``oodbench/cli.py``):
+
+* ``oodbench synth --out DIR [--seed S]`` (:func:`add_synth_parser`, here);
+* ``oodbench prepare coco-ood`` (:func:`add_prepare_parser`, from :mod:`oodbench.datasets.coco`);
+* ``oodbench download DATASET`` (:func:`add_download_parser`, from :mod:`oodbench.datasets.download`).
+
+Each ``add_*_parser(subparsers)`` sets ``func`` on its parser: ``args.func(args) -> exit code``.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ..coco import add_prepare_parser, run_prepare
+from ..download import add_download_parser, run_download
 from .generate import SynthExistsError, generate
 
-__all__ = ["add_synth_parser", "run_synth"]
+__all__ = ["add_synth_parser", "run_synth", "add_prepare_parser", "run_prepare", "add_download_parser",
+           "run_download"]
 
 
 def _size(text: str) -> tuple[int, int]:

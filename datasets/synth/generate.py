@@ -173,6 +173,9 @@ def _publish(staging: Path, out: Path, generator: str, params: dict) -> None:
         # another process published first: fine if it wrote the same tree
         other = read_manifest(out) if out.is_dir() else None
         if not (other and other.get("generator") == generator and other.get("params") == params):
+            if trash is not None and not out.exists():
+                os.rename(trash / "tree", out)  # put the previous tree back
+                shutil.rmtree(trash, ignore_errors=True)
             raise
     if trash is not None:
         with contextlib.suppress(OSError):

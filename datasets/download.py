@@ -197,6 +197,7 @@ def fetch(url: str, path: str | os.PathLike, *, size: int | None = None, sha256:
         ChecksumError: size or checksum mismatch; the partial/bad file is removed.
     """
     import requests
+    import urllib3
     from tqdm import tqdm
 
     path = Path(path)
@@ -213,7 +214,8 @@ def fetch(url: str, path: str | os.PathLike, *, size: int | None = None, sha256:
         if size is not None and have > size:
             part.unlink()
             have = 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
+        # identity encoding: Content-Length and Range then count the file's own bytes
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
         try:
             with sess.get(url, headers=headers, stream=True, timeout=timeout) as r:
                 if r.status_code == 416 and have and (size is None or have == size):
@@ -238,7 +240,8 @@ def fetch(url: str, path: str | os.PathLike, *, size: int | None = None, sha256:
                 with open(part, "ab" if start else "wb") as fh, tqdm(
                         total=total, initial=start, unit="B", unit_scale=True, desc=path.name,
                         disable=None if progress is None else not progress) as bar:
-                    for chunk in r.iter_content(1 << 16):
+                    # read1: hand over whatever arrived, so an interrupted transfer keeps every byte
+                    while chunk := r.raw.read1(1 << 16, decode_content=False):
                         fh.write(chunk)
                         bar.update(len(chunk))
                 got = part.stat().st_size
@@ -246,7 +249,7 @@ def fetch(url: str, path: str | os.PathLike, *, size: int | None = None, sha256:
                     raise _Incomplete(f"received {got} of {total} bytes")
             break
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                _Incomplete) as exc:
+                urllib3.exceptions.HTTPError, _Incomplete) as exc:
             last_exc = exc
     else:
         raise DownloadError(f"{url}: giving up after {retries + 1} attempts; last error: {last_exc}; "

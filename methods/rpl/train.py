@@ -28,7 +28,13 @@ checks this with ``torchrun --nproc_per_node 2`` on CPU.
 
 Checkpoints: ``{'model': RPLNet.state_dict() (official 'branch1.' layout, loads rev3.pth),
 'optimizer', 'iteration', 'epoch', 'config', 'rng', 'world_size'}`` as ``iter_<N>.pth`` and
-``last.pth``. Periodic validation calls ``validator(model, iteration) -> dict`` on rank 0.
+``last.pth``. Periodic validation calls ``validator(model, iteration) -> dict`` on rank 0
+(``--val-splits all``: :func:`oodbench.training.validation.make_anomaly_validator` on every
+labelled split under ``--data-root``).
+
+Dropout inside the residual block (the VainF-family ASPP projection has p=0.1; the official WRN38
+ASPP has none) draws its masks per rank; ``--residual-dropout 0`` removes it where exact
+multi-process equivalence matters.
 """
 from __future__ import annotations
 
@@ -53,7 +59,7 @@ from oodbench.training.syncbn import convert_batchnorm
 from .data import OutlierExposureSet, coco_pairs_from_root, recipe
 from .losses import OOD_LABEL, DistributedPoolSampler, corocl_loss, rpl_loss_parts
 
-__all__ = ["RPLTrainConfig", "RPLTrainer", "train_rpl", "fit", "add_train_parser", "main"]
+__all__ = ["RPLTrainConfig", "RPLTrainer", "train_rpl", "add_train_parser", "main"]
 
 Validator = Callable[[torch.nn.Module, int], "dict[str, float] | None"]
 
@@ -82,6 +88,8 @@ class RPLTrainConfig(EngineConfig):
     residual_dropout: float | None = field(default=None, metadata={"help": "override the dropout probability inside the residual block (VainF-family ASPP: 0.1; WRN38 has none); masks are drawn per rank, so only 0 makes N ranks match 1 process exactly"})
     find_unused_parameters: bool = field(default=True, metadata={"help": "DDP find_unused_parameters (the projector idles on RPL-only steps)"})
     validator: Any = field(default=None, metadata={"cli": False, "help": "callable(model, iteration) -> dict"})
+    val_splits: str | None = field(default=None, metadata={"help": "labelled anomaly splits under --data-root to monitor (comma-separated names or 'all'); every --val-every iterations and at the end"})
+    val_max_frames: int | None = field(default=None, metadata={"help": "at most this many frames per validation split"})
     epochs: int = field(default=40, metadata={"help": "epochs (40 in the official config, 80 in the authors' reported run)"})
     ckpt_every: int = field(default=185, metadata={"help": "iterations between checkpoints (the reference's eval_iter)"})
 
@@ -148,6 +156,15 @@ class RPLTrainer(Trainer):
         self.schedule = PolySchedule(self.optimizer, self.total_iters, cfg.poly_power,
                                      off_by_one=self.recipe.lr_off_by_one)
         self.pool_sampler = DistributedPoolSampler(ctx)
+        self.validator = cfg.validator
+        self.validating = cfg.validator is not None or bool(cfg.val_splits)  # same on every rank
+        if self.validator is None and cfg.val_splits and ctx.is_main:
+            from oodbench.training.validation import make_anomaly_validator
+
+            if cfg.data_root is None:
+                raise ValueError("--val-splits needs --data-root (where the labelled splits live)")
+            names = "all" if cfg.val_splits == "all" else [n.strip() for n in cfg.val_splits.split(",") if n.strip()]
+            self.validator = make_anomaly_validator(cfg.data_root, names, max_frames=cfg.val_max_frames)
 
     def make_batches(self, epoch: int, start_batch: int):
         return epoch_loader(self.train_set, self.cfg.batch_size, self.cfg.seed, epoch, self.ctx.rank,
@@ -204,7 +221,7 @@ class RPLTrainer(Trainer):
         self.optimizer.load_state_dict(payload["optimizer"])
 
     def validate(self, iteration: int) -> dict[str, float] | None:
-        if self.cfg.validator is None:
+        if not self.validating:
             return None
         out = None
         if self.ctx.is_main:
@@ -212,7 +229,7 @@ class RPLTrainer(Trainer):
             net.eval()
             try:
                 with torch.no_grad():
-                    out = self.cfg.validator(net, iteration)
+                    out = self.validator(net, iteration)
             finally:
                 net.train()  # re-applies the frozen/eval split (rpl-official.md §12.5)
         barrier(self.ctx)
@@ -227,25 +244,6 @@ def train_rpl(config: RPLTrainConfig, **kwargs: Any) -> TrainResult:
     finally:
         if kwargs.get("ctx") is None:
             cleanup_distributed(trainer.ctx)
-
-
-def fit(method: Any, config: RPLTrainConfig | None = None, **overrides: Any) -> TrainResult:
-    """Train an ``oodbench.methods.rpl.RPL`` instance's network in place (``RPL.fit`` calls this).
-
-    ``config`` (or ``RPLTrainConfig(**overrides)``; with both, ``overrides`` replace fields of
-    ``config``) must name the data; ``city``/``coco``/``ctx`` may be passed as keyword overrides.
-    """
-    import dataclasses
-
-    extra = {k: overrides.pop(k) for k in ("city", "coco", "ctx") if k in overrides}
-    if config is None:
-        config = RPLTrainConfig(segmenter=getattr(method, "segmenter_name", RPLTrainConfig.segmenter), **overrides)
-    elif overrides:
-        config = dataclasses.replace(config, **overrides)
-    net = method.net
-    result = train_rpl(config, model=net, **extra)
-    net.eval()
-    return result
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:

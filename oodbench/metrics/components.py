@@ -1,0 +1,213 @@
+"""SMIYC component-level metrics (``SegEval-AnomalyTrack`` / ``SegEval-ObstacleTrack``).
+
+Re-implements ``SegmentMeIfYouCan/road-anomaly-benchmark@1c7804e``
+``road_anomaly_benchmark/metrics/instance_segmentation.py`` (``default_instancer``,
+``segment_metrics``, ``MetricSegment.aggregate``), benchmarks.md §3:
+
+Per frame, with ``t`` = the method's pixel ``best_f1_threshold`` on the same split:
+
+1. prediction = ``score > t`` (strict; like numpy 1.x the threshold is first rounded to the score
+   dtype when it fits its range), zeroed on void; GT = ``label == 1``;
+2. 8-connected components (``scipy.ndimage.label``, 3x3 ones) of both;
+3. predicted components smaller than ``min_pred`` pixels are removed; GT components smaller than
+   ``min_gt`` pixels become void (so does the background when it is smaller than ``min_gt``);
+4. on the remaining ROI, for GT component ``k`` with touching predicted components ``S``:
+   ``sIoU(k) = |k ∩ S| / (|k| + |S ∩ background|)`` (the official adjusted union
+   ``|S| + |k| - I - |S ∩ other GT|`` simplified), 0 without overlap;
+   for predicted component ``j``: ``PPV(j) = |j ∩ GT| / |j|`` (``prec_pred``) and the symmetric
+   ``sIoU_pred(j) = |j ∩ G| / (|j| + |G ∩ no-prediction|)``;
+5. for each tau in ``linspace(0.25, 0.75, 11)``: TP = #{sIoU >= tau}, FN = #{sIoU < tau},
+   FP = #{PPV < tau}.
+
+Dataset: ``siou`` = mean sIoU over all GT components, ``ppv`` = mean PPV over all predicted
+components (component-pooled), ``F1_tau = 2TP / (2TP + FN + FP)`` from dataset sums,
+``f1_mean`` = mean over the 11 taus.  Configs: AnomalyTrack 500/100 px, ObstacleTrack (also
+LostAndFound-testNoKnown) 50/10 px.
+
+State: ``siou_gt``, ``siou_pred``, ``prec_pred`` (per component, concatenate) with
+``gt_lengths``/``pred_lengths`` (per frame, concatenate); ``tp``/``fn``/``fp`` (11 taus, sum).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import ndimage
+
+from ._base import Accumulator, MetricInputError, warn_nan
+from ._inputs import check_binary_labels, check_scores, label_counts, to_numpy
+
+__all__ = ["SmiycComponentAccumulator", "COMPONENT_CONFIGS", "frame_components"]
+
+#: config -> (min predicted component size, min GT component size)
+COMPONENT_CONFIGS = {
+    "AnomalyTrack": (500, 100),
+    "ObstacleTrack": (50, 10),
+    "LostAndFound": (50, 10),
+}
+TAUS = np.linspace(0.25, 0.75, 11, endpoint=True)
+_STRUCT = np.ones((3, 3), dtype=np.uint8)
+
+
+def _threshold_in_dtype(threshold: float, dtype: np.dtype) -> Any:
+    """The threshold as numpy 1.x compares it with an array of ``dtype`` (value-based casting)."""
+    info = np.finfo(dtype)
+    if abs(threshold) <= float(info.max):
+        return dtype.type(threshold)
+    return np.float64(threshold)
+
+
+def frame_components(scores: np.ndarray, labels: np.ndarray, threshold: float, min_pred: int,
+                     min_gt: int) -> dict[str, np.ndarray]:
+    """Per-frame component values (``siou_gt``, ``siou_pred``, ``prec_pred``) and tau counts."""
+    t = _threshold_in_dtype(float(threshold), scores.dtype)
+    gt_mask = labels == 1
+    pred_mask = (scores > t) & (labels != 255)
+    gt_ids, _ = ndimage.label(gt_mask, _STRUCT)
+    pred_ids, n_pred = ndimage.label(pred_mask, _STRUCT)
+    if min_pred is not None:
+        sizes = np.bincount(pred_ids.reshape(-1), minlength=n_pred + 1)
+        keep = sizes >= min_pred
+        keep[0] = False
+        pred_ids = np.where(keep[pred_ids], pred_ids, 0)
+    gt_sizes = np.bincount(gt_ids.reshape(-1))
+    small = gt_sizes < min_gt                               # incl. the background (id 0) rule
+    roi = (labels != 255) & ~small[gt_ids]
+    g = gt_ids[roi].astype(np.int64)
+    p = pred_ids[roi].astype(np.int64)
+    out: dict[str, np.ndarray] = {}
+    if g.size:
+        gu, g_inv = np.unique(g, return_inverse=True)
+        pu, p_inv = np.unique(p, return_inverse=True)
+        table = np.bincount(g_inv * pu.size + p_inv, minlength=gu.size * pu.size).reshape(
+            gu.size, pu.size)
+    else:
+        gu = pu = np.zeros(0, np.int64)
+        table = np.zeros((0, 0), np.int64)
+    g_rows = np.flatnonzero(gu > 0)
+    p_cols = np.flatnonzero(pu > 0)
+    bg_row = np.flatnonzero(gu == 0)
+    bg_col = np.flatnonzero(pu == 0)
+    c0_by_pred = table[bg_row[0]] if bg_row.size else np.zeros(pu.size, np.int64)
+    c0_by_gt = table[:, bg_col[0]] if bg_col.size else np.zeros(gu.size, np.int64)
+    siou_gt = []
+    for r in g_rows:
+        touch = p_cols[table[r, p_cols] > 0]
+        inter = int(table[r, touch].sum())
+        union = int(table[r].sum()) + int(c0_by_pred[touch].sum())
+        siou_gt.append(inter / union)
+    siou_pred, prec = [], []
+    for c in p_cols:
+        touch = g_rows[table[g_rows, c] > 0]
+        inter = int(table[touch, c].sum())
+        size = int(table[:, c].sum())
+        siou_pred.append(inter / (size + int(c0_by_gt[touch].sum())))
+        prec.append(inter / size)
+    out["siou_gt"] = np.array(siou_gt, np.float64)
+    out["siou_pred"] = np.array(siou_pred, np.float64)
+    out["prec_pred"] = np.array(prec, np.float64)
+    out["tp"] = np.array([np.count_nonzero(out["siou_gt"] >= t_) for t_ in TAUS], np.int64)
+    out["fn"] = np.array([np.count_nonzero(out["siou_gt"] < t_) for t_ in TAUS], np.int64)
+    out["fp"] = np.array([np.count_nonzero(out["prec_pred"] < t_) for t_ in TAUS], np.int64)
+    return out
+
+
+class SmiycComponentAccumulator(Accumulator):
+    """SMIYC SegEval: ``siou``, ``ppv``, ``f1_mean`` (+ ``f1_25/50/75`` and counts).
+
+    Args:
+        config: ``"AnomalyTrack"`` (500/100 px) or ``"ObstacleTrack"`` / ``"LostAndFound"`` (50/10 px).
+        threshold: the method's pixel ``best_f1_threshold`` on the same split (pass 1:
+            :class:`~.smiyc.SmiycPixelAccumulator`).
+    """
+
+    name: ClassVar[str] = "smiyc-components"
+    version: ClassVar[str] = "SegEval@1c7804e"
+
+    def __init__(self, config: str = "AnomalyTrack", threshold: float = float("nan")) -> None:
+        if config not in COMPONENT_CONFIGS:
+            raise ValueError(f"unknown SegEval config {config!r}; choose one of {list(COMPONENT_CONFIGS)}")
+        if not np.isfinite(threshold):
+            raise ValueError("SmiycComponentAccumulator needs threshold= (the pixel best_f1_threshold "
+                             "of the same method and split)")
+        self.config = config
+        self.threshold = float(threshold)
+        self.min_pred, self.min_gt = COMPONENT_CONFIGS[config]
+        super().__init__()
+
+    def _config(self) -> dict[str, Any]:
+        return {"config": self.config, "threshold": self.threshold}
+
+    def _init_state(self) -> None:
+        self._frames: list[dict[str, np.ndarray]] = []
+
+    def _get_state(self) -> dict[str, Any]:
+        cat = lambda k: (np.concatenate([f[k] for f in self._frames]) if self._frames
+                         else np.zeros(0))
+        return {
+            "siou_gt": cat("siou_gt"), "siou_pred": cat("siou_pred"), "prec_pred": cat("prec_pred"),
+            "gt_lengths": np.array([f["siou_gt"].size for f in self._frames], np.int64),
+            "pred_lengths": np.array([f["siou_pred"].size for f in self._frames], np.int64),
+            "frame_tp": np.array([f["tp"] for f in self._frames], np.int64).reshape(-1, TAUS.size),
+            "frame_fn": np.array([f["fn"] for f in self._frames], np.int64).reshape(-1, TAUS.size),
+            "frame_fp": np.array([f["fp"] for f in self._frames], np.int64).reshape(-1, TAUS.size),
+        }
+
+    def _set_state(self, d) -> None:
+        gl = np.asarray(d["gt_lengths"], np.int64)
+        pl = np.asarray(d["pred_lengths"], np.int64)
+        sg = np.split(np.asarray(d["siou_gt"], np.float64), np.cumsum(gl)[:-1]) if gl.size else []
+        sp = np.split(np.asarray(d["siou_pred"], np.float64), np.cumsum(pl)[:-1]) if pl.size else []
+        pp = np.split(np.asarray(d["prec_pred"], np.float64), np.cumsum(pl)[:-1]) if pl.size else []
+        tp, fn, fp = (np.asarray(d[k], np.int64).reshape(-1, TAUS.size)
+                      for k in ("frame_tp", "frame_fn", "frame_fp"))
+        self._frames = [{"siou_gt": a, "siou_pred": b, "prec_pred": c, "tp": x, "fn": y, "fp": z}
+                        for a, b, c, x, y, z in zip(sg, sp, pp, tp, fn, fp)]
+
+    def _merge_state(self, other: "SmiycComponentAccumulator") -> None:
+        self._frames += [{k: v.copy() for k, v in f.items()} for f in other._frames]
+
+    def update(self, scores: Any, labels: Any, frame_id: Any = None) -> None:
+        """Add one frame (same scores/labels as the pixel pass)."""
+        where = self._frame_name(frame_id)
+        s, lab = to_numpy(scores), to_numpy(labels)
+        if s.shape != lab.shape or s.ndim != 2:
+            raise MetricInputError(
+                f"{where}: SegEval needs 2-D scores and labels of the same shape, got "
+                f"{tuple(s.shape)} and {tuple(lab.shape)}")
+        s = check_scores(s, where)
+        lab = check_binary_labels(lab, where)
+        label_counts(lab, where)
+        self._frames.append(frame_components(s, lab, self.threshold, self.min_pred, self.min_gt))
+        self._num_updates += 1
+
+    def compute(self) -> dict[str, Any]:
+        fr = self._frames
+        n_gt = sum(f["siou_gt"].size for f in fr)
+        n_pred = sum(f["siou_pred"].size for f in fr)
+        # official: sum over frames of np.sum(per-frame values) / total count
+        siou = sum(float(np.sum(f["siou_gt"])) for f in fr) / n_gt if n_gt else warn_nan("sIoU")
+        siou_pred = (sum(float(np.sum(f["siou_pred"])) for f in fr) / n_pred if n_pred
+                     else warn_nan("sIoU_pred"))
+        ppv = sum(float(np.sum(f["prec_pred"])) for f in fr) / n_pred if n_pred else warn_nan("PPV")
+        res: dict[str, Any] = {"siou": siou, "ppv": ppv, "siou_pred": siou_pred}
+        sums = {k: [sum(int(f[k][i]) for f in fr) for i in range(TAUS.size)] for k in ("tp", "fn", "fp")}
+        acc = {"tp_mean": 0.0, "fn_mean": 0.0, "fp_mean": 0.0, "f1_mean": 0.0}
+        for i, tau in enumerate(TAUS):
+            tp, fn, fp = sums["tp"][i], sums["fn"][i], sums["fp"][i]
+            denom = 2 * tp + fn + fp
+            f1 = (2 * tp) / denom if denom else float("nan")
+            if i in (0, 5, 10):
+                pct = int(round(tau * 100))
+                res.update({f"tp_{pct}": float(tp), f"fn_{pct}": float(fn), f"fp_{pct}": float(fp),
+                            f"f1_{pct}": f1})
+            acc["tp_mean"] += tp
+            acc["fn_mean"] += fn
+            acc["fp_mean"] += fp
+            acc["f1_mean"] += f1
+        for k in acc:
+            acc[k] /= len(TAUS)
+        res.update(acc)
+        res.update({"threshold": self.threshold, "num_frames": float(len(fr)),
+                    "num_gt_components": float(n_gt), "num_pred_components": float(n_pred)})
+        return self._result(res)

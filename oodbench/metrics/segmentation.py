@@ -1,0 +1,305 @@
+"""Semantic segmentation metrics: closed-set mIoU and DenseHybrid's open-set mIoU.
+
+:class:`ConfusionMatrix` -- one dataset-level ``K x K`` confusion matrix (rows GT, columns
+prediction; pixels whose GT is ``ignore_index`` are skipped), ``IoU_c = TP / (TP + FP + FN)`` and
+``closed_miou = nanmean(IoU)``: a class absent from both GT and prediction (0/0) is left out, a
+class only predicted counts as 0 -- the rule of ``matejgrcic/DenseHybrid:utils/iou.py`` and the
+Cityscapes-style references (never a per-image mean).
+
+:class:`OpenSetMIoU` -- ``matejgrcic/DenseHybrid@742ceab`` ``evaluate_osr.py`` (benchmarks.md §5.1):
+GT ids ``0..K-1`` known, ``K`` anomaly, ``255`` ignore ("other"); predictions ``0..K-1``.  For each
+group (StreetHazards town) the anomaly threshold is calibrated on the *other* group: scores are
+downsampled by 0.5 (``F.interpolate(..., scale_factor=0.5, mode='bilinear')``, i.e. the float32 mean
+of each 2x2 block computed as ``((a + b) + (c + d)) * 0.25``), labels by nearest (top-left pixel of
+each block), ignore pixels dropped, all pixels of the group pooled; the threshold is the score at
+the first ``sklearn.metrics.roc_curve`` point (``drop_intermediate=True``) with TPR > 0.95.  Pixels
+with ``score > threshold`` become class ``K``; per group a ``(K+1)``-class confusion matrix gives
+``IoU``; ``open_miou`` = ``nanmean(IoU[:K])``; the final value is the image-count-weighted mean of
+the two groups.  ``closed_miou`` is the closed-set mIoU over both groups (anomaly and ignore
+pixels skipped).  DenseHybrid scores are float32: float64 inputs are cast to float32.
+
+Passes: a single ``update`` pass stores, per group, the score distribution of each (prediction,
+correct / wrong known / anomaly) category (float16: code histograms, constant memory; float32:
+the scores) and the half-resolution calibration scores; ``compute`` then calibrates and evaluates
+(the second pass runs over the stored distributions, not over images).
+
+State: ``matrix`` (sum) for :class:`ConfusionMatrix`; for :class:`OpenSetMIoU` per group
+``<g>.h16`` / ``<g>.gt_counts`` / ``<g>.num_images`` (sum), ``<g>.raw<cat>`` (concatenate) and
+``<g>.calib.*`` (see :class:`~._store.ScoreStore`).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._base import Accumulator, MetricInputError, warn_nan
+from ._curves import F16_CODES_ASC, F16_NONFINITE, F16_VALUES_ASC, fold_f16
+from ._inputs import check_scores, to_numpy
+from ._store import ScoreStore
+
+__all__ = ["ConfusionMatrix", "OpenSetMIoU", "half_resolution"]
+
+
+def _int_map(x: Any, what: str, where: str) -> np.ndarray:
+    a = to_numpy(x)
+    if a.dtype.kind not in "uib":
+        raise MetricInputError(f"{where}: {what} must be an integer class map, got dtype {a.dtype}")
+    return a.astype(np.int64, copy=False)
+
+
+def _iou(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return tp / (tp + fp + fn)
+
+
+class ConfusionMatrix(Accumulator):
+    """Dataset-level confusion matrix -> ``closed_miou`` and ``iou_<c>``.
+
+    Args:
+        num_classes: K (predictions and GT ids ``0..K-1``).
+        ignore_index: GT id that is skipped (default 255).
+    """
+
+    name: ClassVar[str] = "closed-miou"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, num_classes: int = 19, ignore_index: int = 255) -> None:
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        super().__init__()
+
+    def _config(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "ignore_index": self.ignore_index}
+
+    def _init_state(self) -> None:
+        self.matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"matrix": self.matrix.copy()}
+
+    def _set_state(self, d) -> None:
+        self.matrix = np.array(d["matrix"], np.int64).reshape(self.num_classes, self.num_classes)
+
+    def _merge_state(self, other: "ConfusionMatrix") -> None:
+        self.matrix += other.matrix
+
+    def update(self, pred: Any, gt: Any, frame_id: Any = None) -> None:
+        """Add one frame: predicted ids ``0..K-1`` and GT ids (``ignore_index`` skipped)."""
+        where = self._frame_name(frame_id)
+        p, g = _int_map(pred, "pred", where), _int_map(gt, "gt", where)
+        if p.shape != g.shape:
+            raise MetricInputError(f"{where}: pred shape {p.shape} differs from gt shape {g.shape}")
+        keep = g != self.ignore_index
+        p, g = p[keep], g[keep]
+        k = self.num_classes
+        for arr, what in ((p, "pred"), (g, "gt")):
+            if arr.size and (arr.min() < 0 or arr.max() >= k):
+                bad = np.unique(arr[(arr < 0) | (arr >= k)])[:10].tolist()
+                raise MetricInputError(f"{where}: {what} has ids {bad} outside 0..{k - 1}")
+        self.matrix += np.bincount(g * k + p, minlength=k * k).reshape(k, k)
+        self._num_updates += 1
+
+    def iou(self) -> np.ndarray:
+        tp = np.diag(self.matrix)
+        return _iou(tp, self.matrix.sum(0) - tp, self.matrix.sum(1) - tp)
+
+    def compute(self) -> dict[str, Any]:
+        iou = self.iou()
+        miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else warn_nan("mIoU")
+        out = {"closed_miou": miou, "num_frames": float(self._num_updates)}
+        out.update({f"iou_{c}": float(v) for c, v in enumerate(iou)})
+        return self._result(out)
+
+
+def half_resolution(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DenseHybrid's calibration downsampling (torch bilinear / nearest, ``scale_factor=0.5``)."""
+    x = scores.astype(np.float32, copy=False)
+    h2, w2 = x.shape[0] // 2, x.shape[1] // 2
+    x = x[: 2 * h2, : 2 * w2]
+    top = x[0::2, 0::2] + x[0::2, 1::2]
+    bottom = x[1::2, 0::2] + x[1::2, 1::2]
+    out = (top + bottom) * np.float32(0.25)
+    return out, labels[: 2 * h2: 2, : 2 * w2: 2]
+
+
+class _Group:
+    """Per-group (town) state of :class:`OpenSetMIoU`."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.h16 = np.zeros((3 * k, 65536), np.int64)
+        self.raw: list[list[np.ndarray]] = [[] for _ in range(3 * k)]
+        self.gt_counts = np.zeros(k + 1, np.int64)
+        self.num_images = 0
+        self.calib = ScoreStore()
+
+    def count_gt(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per category: (#scores > t, #scores total)."""
+        h = fold_f16(self.h16)[:, F16_CODES_ASC]
+        j = int(np.searchsorted(F16_VALUES_ASC, t, side="right"))
+        above = h[:, j:].sum(1)
+        total = h.sum(1)
+        for c, lst in enumerate(self.raw):
+            for a in lst:
+                above[c] += int(np.count_nonzero(a > t))
+                total[c] += a.size
+        return above, total
+
+
+class OpenSetMIoU(Accumulator):
+    """DenseHybrid open-set mIoU on StreetHazards (``open_miou``, per group values, ``closed_miou``).
+
+    Args:
+        num_known: K, the number of known classes (12 for StreetHazards in DenseHybrid ids).
+        tpr: calibration TPR (DenseHybrid ``--tpr``, default 0.95).
+    """
+
+    name: ClassVar[str] = "densehybrid-open-miou"
+    version: ClassVar[str] = "evaluate_osr@742ceab"
+
+    def __init__(self, num_known: int = 12, tpr: float = 0.95) -> None:
+        self.num_known = int(num_known)
+        self.tpr = float(tpr)
+        super().__init__()
+
+    def _config(self) -> dict[str, Any]:
+        return {"num_known": self.num_known, "tpr": self.tpr}
+
+    def _init_state(self) -> None:
+        self.groups: dict[str, _Group] = {}
+
+    def _get_state(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"groups": np.array(sorted(self.groups), dtype=str)}
+        for name, g in self.groups.items():
+            d[f"{name}.h16"] = g.h16.copy()
+            d[f"{name}.gt_counts"] = g.gt_counts.copy()
+            d[f"{name}.num_images"] = int(g.num_images)
+            for c, lst in enumerate(g.raw):
+                d[f"{name}.raw{c}"] = np.concatenate(lst) if lst else np.zeros(0, np.float32)
+            for k, v in g.calib.get_state().items():
+                d[f"{name}.calib.{k}"] = v
+        return d
+
+    def _set_state(self, d) -> None:
+        self.groups = {}
+        for name in (str(x) for x in np.asarray(d["groups"]).reshape(-1)):
+            g = _Group(self.num_known)
+            g.h16 = np.array(d[f"{name}.h16"], np.int64).reshape(3 * self.num_known, 65536)
+            g.gt_counts = np.array(d[f"{name}.gt_counts"], np.int64)
+            g.num_images = int(np.asarray(d[f"{name}.num_images"]))
+            for c in range(3 * self.num_known):
+                a = np.asarray(d[f"{name}.raw{c}"]).reshape(-1)
+                g.raw[c] = [a.copy()] if a.size else []
+            g.calib.set_state({k[len(name) + 7:]: v for k, v in d.items()
+                               if k.startswith(f"{name}.calib.")})
+            self.groups[name] = g
+
+    def _merge_state(self, other: "OpenSetMIoU") -> None:
+        for name, og in other.groups.items():
+            g = self.groups.setdefault(name, _Group(self.num_known))
+            g.h16 += og.h16
+            g.gt_counts += og.gt_counts
+            g.num_images += og.num_images
+            for c in range(3 * self.num_known):
+                g.raw[c] += [a.copy() for a in og.raw[c]]
+            g.calib.merge(og.calib)
+
+    def update(self, scores: Any, semantic_pred: Any, semantic_gt: Any, group: str,
+               frame_id: Any = None) -> None:
+        """Add one image of ``group`` (e.g. the StreetHazards town ``"t5"``)."""
+        where = self._frame_name(frame_id)
+        k = self.num_known
+        s = check_scores(to_numpy(scores), where)
+        p = _int_map(semantic_pred, "semantic_pred", where)
+        gt = _int_map(semantic_gt, "semantic_gt", where)
+        if not (s.shape == p.shape == gt.shape) or s.ndim != 2:
+            raise MetricInputError(f"{where}: scores {s.shape}, semantic_pred {p.shape} and "
+                                   f"semantic_gt {gt.shape} must be equal 2-D shapes")
+        if s.dtype == np.float64:
+            s = s.astype(np.float32)          # DenseHybrid's scores are float32 tensors
+        bad_gt = (gt < 0) | ((gt > k) & (gt != 255))
+        if bad_gt.any():
+            raise MetricInputError(f"{where}: semantic_gt ids {np.unique(gt[bad_gt])[:10].tolist()} "
+                                   f"are not 0..{k - 1} (known), {k} (anomaly) or 255 (ignore)")
+        if p.size and (p.min() < 0 or p.max() >= k):
+            raise MetricInputError(f"{where}: semantic_pred must hold ids 0..{k - 1}")
+        g = self.groups.get(str(group)) or _Group(k)
+        valid = gt != 255
+        gv, pv, sv = gt[valid], p[valid], s[valid]
+        cat = pv * 3 + np.where(gv == pv, 0, np.where(gv == k, 2, 1))
+        half_s, half_gt = half_resolution(s, gt)
+        calib_lab = np.where(half_gt == 255, 255, (half_gt == k)).astype(np.uint8)
+        calib = ScoreStore()
+        calib.add(half_s, calib_lab, where)
+        if s.dtype == np.float16:
+            codes = sv.view(np.uint16).astype(np.intp)
+            if F16_NONFINITE[codes].any():  # pragma: no cover - check_scores caught it
+                raise MetricInputError(f"{where}: non-finite scores")
+            g.h16 += np.bincount(cat * 65536 + codes, minlength=3 * k * 65536).reshape(3 * k, 65536)
+        else:
+            order = np.argsort(cat, kind="stable")
+            bounds = np.searchsorted(cat[order], np.arange(3 * k + 1))
+            for c in range(3 * k):
+                if bounds[c + 1] > bounds[c]:
+                    g.raw[c].append(sv[order[bounds[c]:bounds[c + 1]]])
+        g.gt_counts += np.bincount(gv, minlength=k + 1)
+        g.num_images += 1
+        g.calib.merge(calib)
+        self.groups[str(group)] = g
+        self._num_updates += 1
+
+    def threshold(self, calibration_group: str) -> float:
+        """The anomaly threshold calibrated on ``calibration_group`` (first TPR > tpr)."""
+        summ = self.groups[calibration_group].calib.summary()
+        return summ.fpr_at_tpr("first_tpr_gt", self.tpr)[1]
+
+    def _group_iou(self, g: _Group, t: float) -> np.ndarray:
+        k = self.num_known
+        above, total = g.count_gt(t)
+        above, total = above.reshape(k, 3), total.reshape(k, 3)
+        below = total - above
+        tp = np.empty(k + 1, np.int64)
+        fp = np.empty(k + 1, np.int64)
+        tp[:k] = below[:, 0]
+        fp[:k] = below[:, 1] + below[:, 2]
+        tp[k] = above[:, 2].sum()
+        fp[k] = above[:, 0].sum() + above[:, 1].sum()
+        fn = g.gt_counts - tp
+        return _iou(tp, fp, fn)
+
+    def compute(self) -> dict[str, Any]:
+        names = sorted(self.groups)
+        if len(names) != 2:
+            raise MetricInputError(
+                f"open-set mIoU calibrates each group on the other one: exactly 2 groups are needed, "
+                f"got {names}")
+        k = self.num_known
+        out: dict[str, Any] = {}
+        weighted, n_total = 0.0, 0
+        for name, other in ((names[0], names[1]), (names[1], names[0])):
+            t = self.threshold(other)
+            iou = self._group_iou(self.groups[name], t)
+            miou = float(np.nanmean(iou[:k]))
+            n = self.groups[name].num_images
+            out[f"open_miou_{name}"] = miou
+            out[f"anomaly_iou_{name}"] = float(iou[k])
+            out[f"threshold_calibrated_on_{other}"] = float(t)
+            out[f"num_images_{name}"] = float(n)
+            for c in range(k + 1):
+                out[f"iou_{name}_{c}"] = float(iou[c])
+            weighted += n * miou
+            n_total += n
+        out["open_miou"] = weighted / n_total
+        # closed set over both groups: anomaly and ignore GT skipped
+        tp = np.zeros(k, np.int64)
+        fp = np.zeros(k, np.int64)
+        gtc = np.zeros(k, np.int64)
+        for g in self.groups.values():
+            _, total = g.count_gt(np.inf)
+            total = total.reshape(k, 3)
+            tp += total[:, 0]
+            fp += total[:, 1]
+            gtc += g.gt_counts[:k]
+        out["closed_miou"] = float(np.nanmean(_iou(tp, fp, gtc - tp)))
+        return self._result(out)

@@ -118,13 +118,29 @@ def test_missing_data_root_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_synthetic_closed_set_model_reaches_stated_miou(synth_root, tmp_path):
     """The synthetic benchmark's closed-set model: deeplabv3plus_small, 128x256, AdamW 2e-3, 30 epochs
-    (540 iterations, batch 8). Measured on the 2-core dev machine, 1 thread: val mIoU 0.72 (present
-    classes) in about 160 s of training."""
+    (540 iterations, batch 8). Measured on the shared 2-core dev machine, 1 thread: val mIoU 0.754
+    (mean over the 12 classes the synthetic world contains) in 164 s (0.3 s/iteration)."""
     t0 = time.process_time()
     cfg = SegmenterTrainConfig(out_dir=str(tmp_path / "seg"), data_root=str(synth_root), crop_size=(128, 256),
                                batch_size=8, epochs=30, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
                                scale_min=0.75, scale_max=1.5, ckpt_every=270, num_workers=0, progress=False)
     res = train_segmenter(cfg)
     cpu_s = time.process_time() - t0
-    assert res.last_val["miou"] >= 0.65, res.last_val
+    print(f"synthetic closed-set model: val mIoU {res.last_val['miou']:.4f} after {res.iteration} iterations, "
+          f"{cpu_s:.0f} CPU s")
+    assert res.last_val["miou"] >= 0.70, res.last_val
     assert cpu_s < 600
+
+
+@pytest.mark.slow
+def test_cli_training_resumes_after_interruption(synth_root, tmp_path, cli):
+    out = tmp_path / "run"
+    common = ["train-segmenter", "--data-root", str(synth_root), "--out-dir", str(out), "--crop-size", "64", "128",
+              "--batch-size", "2", "--max-iters", "4", "--ckpt-every", "2", "--num-workers", "0", "--no-progress"]
+    cli(*common, "--stop-after", "3")
+    assert read_csv_log(out / "train.csv")[-1]["iteration"] == "3"
+    assert torch.load(out / "last.pth", weights_only=True)["iteration"] == 2
+    cli(*common)
+    rows = read_csv_log(out / "train.csv")
+    assert [r["iteration"] for r in rows] == ["1", "2", "3", "4"]
+    assert torch.load(out / "last.pth", weights_only=True)["iteration"] == 4

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +150,15 @@ def test_resume_after_kill_gives_the_same_final_weights(tmp_path, coco_pairs):
     rows_b = [tuple(r[c] for c in cols) for r in read_csv_log(tmp_path / "res" / "train.csv")]
     assert rows_a == rows_b and len(rows_a) == 6
     assert any(r[4] != "0.0" for r in rows_a)  # CoroCL was active
+
+
+def test_worker_processes_do_not_change_the_run(tmp_path, coco_pairs):
+    """Augmentation is keyed by (seed, epoch, sample), so DataLoader workers give the same losses."""
+    a = _train(tmp_path / "w0", coco_pairs, max_iters=2, num_workers=0)
+    b = _train(tmp_path / "w2", coco_pairs, max_iters=2, num_workers=2)
+    cols = ("ce", "reg", "energy", "corocl")
+    rows = [[tuple(r[c] for c in cols) for r in read_csv_log(res.out_dir / "train.csv")] for res in (a, b)]
+    assert rows[0] == rows[1]
 
 
 def test_checkpoint_layout_frozen_parts_and_optimizer(tmp_path, coco_pairs):

@@ -18,7 +18,7 @@ from oodbench.training.checkpoint import (
 )
 from oodbench.training.config import EngineConfig, add_dataclass_arguments, config_from_namespace, config_to_dict
 from oodbench.training.device import amp_dtype, autocast, loader_kwargs, maybe_channels_last
-from oodbench.training.distributed import DistContext, gather_rows, global_mean_parts, global_sum, init_distributed
+from oodbench.training.distributed import gather_rows, global_mean_parts, global_sum, init_distributed
 from oodbench.training.logs import CSVLogger, read_csv_log
 from oodbench.training.miou import confusion_matrix, miou
 from oodbench.training.sampler import EpochBatchSampler, epoch_order

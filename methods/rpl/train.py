@@ -43,7 +43,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -60,9 +60,6 @@ from .data import OutlierExposureSet, coco_pairs_from_root, recipe
 from .losses import OOD_LABEL, DistributedPoolSampler, corocl_loss, rpl_loss_parts
 
 __all__ = ["RPLTrainConfig", "RPLTrainer", "train_rpl", "add_train_parser", "main"]
-
-Validator = Callable[[torch.nn.Module, int], "dict[str, float] | None"]
-
 
 @dataclass
 class RPLTrainConfig(EngineConfig):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,8 @@ class Trainer:
         csv_log = CSVLogger(self.out_dir / "train.csv", resume_iteration=resumed, enabled=main)
         val_log = CSVLogger(self.out_dir / "val.csv", resume_iteration=resumed, flush_every=1, enabled=main)
         tb = TensorBoardLogger(self.out_dir / "tb", purge_step=resumed, enabled=main)
+        if main and tb.writer is None and tb.reason:
+            print(f"{self.desc}: {tb.reason}; logs go to {self.out_dir / 'train.csv'}", file=sys.stderr)
         bar = progress(total, self.iteration, enabled=main and self.cfg.progress, desc=self.desc)
         last_logs: dict[str, float] = {}
         last_val: dict[str, float] = {}

@@ -20,7 +20,6 @@ checkpoints are unchanged by the conversion.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .distributed import DistContext, all_reduce_with_grad, global_sum

@@ -79,4 +79,9 @@ def test_two_gloo_ranks_match_one_process(rpl_data, tmp_path):
     diffs = torch.cat([(v - wb[k]).abs().flatten() for k, v in wa.items() if v.is_floating_point()])
     assert float(diffs.max()) <= 2 * 4 * 10 * 7.5e-5
     assert float((diffs > 1e-5).float().mean()) < 0.01
+    # end-of-run validation on the labelled synthetic splits (rank 0 only under torchrun)
+    va, vb = read_csv_log(tmp_path / "one" / "val.csv"), read_csv_log(tmp_path / "two" / "val.csv")
+    assert len(va) == len(vb) == 1 and set(va[0]) == set(vb[0]) and any(k.endswith("/AP") for k in va[0])
+    for k in va[0]:
+        assert float(va[0][k]) == pytest.approx(float(vb[0][k]), abs=1e-3), k
     print(f"1 process: {t1 - t0:.1f} s, torchrun x2: {t2 - t1:.1f} s")

@@ -29,7 +29,7 @@ checks this with ``torchrun --nproc_per_node 2`` on CPU.
 Checkpoints: ``{'model': RPLNet.state_dict() (official 'branch1.' layout, loads rev3.pth),
 'optimizer', 'iteration', 'epoch', 'config', 'rng', 'world_size'}`` as ``iter_<N>.pth`` and
 ``last.pth``. Periodic validation calls ``validator(model, iteration) -> dict`` on rank 0
-(``--val-splits all``: :func:`oodbench.training.validation.make_anomaly_validator` on every
+(default ``--val-splits auto``: :func:`oodbench.training.validation.make_anomaly_validator` on every
 labelled split under ``--data-root``).
 
 Dropout inside the residual block (the VainF-family ASPP projection has p=0.1; the official WRN38
@@ -85,7 +85,7 @@ class RPLTrainConfig(EngineConfig):
     residual_dropout: float | None = field(default=None, metadata={"help": "override the dropout probability inside the residual block (VainF-family ASPP: 0.1; WRN38 has none); masks are drawn per rank, so only 0 makes N ranks match 1 process exactly"})
     find_unused_parameters: bool = field(default=True, metadata={"help": "DDP find_unused_parameters (the projector idles on RPL-only steps)"})
     validator: Any = field(default=None, metadata={"cli": False, "help": "callable(model, iteration) -> dict"})
-    val_splits: str | None = field(default=None, metadata={"help": "labelled anomaly splits under --data-root to monitor (comma-separated names or 'all'); every --val-every iterations and at the end"})
+    val_splits: str = field(default="auto", metadata={"help": "labelled anomaly splits under --data-root to monitor every --val-every iterations and at the end: 'auto' (all found), 'none', or comma-separated names"})
     val_max_frames: int | None = field(default=None, metadata={"help": "at most this many frames per validation split"})
     epochs: int = field(default=40, metadata={"help": "epochs (40 in the official config, 80 in the authors' reported run)"})
     ckpt_every: int = field(default=185, metadata={"help": "iterations between checkpoints (the reference's eval_iter)"})
@@ -153,15 +153,33 @@ class RPLTrainer(Trainer):
         self.schedule = PolySchedule(self.optimizer, self.total_iters, cfg.poly_power,
                                      off_by_one=self.recipe.lr_off_by_one)
         self.pool_sampler = DistributedPoolSampler(ctx)
-        self.validator = cfg.validator
-        self.validating = cfg.validator is not None or bool(cfg.val_splits)  # same on every rank
-        if self.validator is None and cfg.val_splits and ctx.is_main:
-            from oodbench.training.validation import make_anomaly_validator
+        self.validator = cfg.validator if cfg.validator is not None else self._split_validator()
+        self.validating = self.validator is not None  # the same on every rank (no barrier mismatch)
 
-            if cfg.data_root is None:
-                raise ValueError("--val-splits needs --data-root (where the labelled splits live)")
-            names = "all" if cfg.val_splits == "all" else [n.strip() for n in cfg.val_splits.split(",") if n.strip()]
-            self.validator = make_anomaly_validator(cfg.data_root, names, max_frames=cfg.val_max_frames)
+    def _split_validator(self):
+        """The anomaly monitor on ``--val-splits`` (``auto``: every labelled split under --data-root)."""
+        cfg = self.cfg
+        choice = (cfg.val_splits or "none").strip()
+        if choice == "none":
+            return None
+        from oodbench.datasets import find_available
+        from oodbench.training.validation import make_anomaly_validator
+
+        if cfg.data_root is None:
+            if choice == "auto":
+                return None
+            raise ValueError("--val-splits needs --data-root (where the labelled splits live)")
+        if choice in ("auto", "all"):
+            names, _missing = find_available(cfg.data_root)
+            if not names:
+                if self.ctx.is_main:
+                    print(f"train-rpl: no labelled anomaly split under {cfg.data_root}; no validation", file=sys.stderr)
+                return None
+        else:
+            names = [n.strip() for n in choice.split(",") if n.strip()]
+        if self.ctx.is_main:
+            print(f"train-rpl: validating on {', '.join(names)}", file=sys.stderr)
+        return make_anomaly_validator(cfg.data_root, names, max_frames=cfg.val_max_frames)
 
     def make_batches(self, epoch: int, start_batch: int):
         return epoch_loader(self.train_set, self.cfg.batch_size, self.cfg.seed, epoch, self.ctx.rank,

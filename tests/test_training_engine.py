@@ -200,7 +200,7 @@ def test_single_process_context_and_collectives(monkeypatch):
 
 DIST_WORKER = textwrap.dedent('''
     import os, sys, torch
-    from oodbench.training.distributed import init_distributed, gather_rows, global_mean_parts
+    from oodbench.training.distributed import cleanup_distributed, init_distributed, gather_rows, global_mean_parts
     from oodbench.training.syncbn import DistBatchNorm2d, convert_batchnorm
     from oodbench.methods.rpl.losses import DistributedPoolSampler, PoolSampler
     ctx = init_distributed("cpu")
@@ -239,9 +239,23 @@ DIST_WORKER = textwrap.dedent('''
         a = ds.take(4, i, p, torch.Generator().manual_seed(i))
         b = PoolSampler().take(4, i, full[i], torch.Generator().manual_seed(i))
         assert torch.equal(a, b), (i, a, b)
+    # CoroCL with every image on rank 0 and none on rank 1 (a rank with 0 OoD images): no crash,
+    # and the value of one process holding all images
+    from oodbench.methods.rpl.losses import corocl_loss
+    g = torch.Generator().manual_seed(0)
+    cp, op = torch.randn(2, 4, 4, 4, generator=g), torch.randn(2, 4, 4, 4, generator=g)
+    cgt = torch.randint(0, 3, (2, 4, 4), generator=g)
+    cgt[cgt == 2] = 254
+    ogt = torch.randint(0, 2, (2, 4, 4), generator=g) * 254
+    full = corocl_loss(cp, cgt, op, ogt, max_views=5, generator=torch.Generator().manual_seed(1))
+    sel = slice(0, 2) if r == 0 else slice(0, 0)
+    part = corocl_loss(cp[sel], cgt[sel], op[sel], ogt[sel], max_views=5, generator=torch.Generator().manual_seed(1),
+                       sampler=DistributedPoolSampler(ctx))
+    assert abs(float(full) - float(part)) < 1e-6 and float(full) > 0, (float(full), float(part))
     share, n = global_mean_parts(torch.tensor(float(r + 1)), r + 2, ctx)
     assert float(n) == 5 and abs(float(share) - 2 * (r + 1) / 5) < 1e-6
     print("RANK_OK", r)
+    cleanup_distributed(ctx)
 ''')
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -120,7 +121,10 @@ class Trainer:
                 path = save_checkpoint(payload, self.checkpoint_path(self.iteration))
                 with atomic_path(last) as tmp:  # a hard link: no second write of a large file
                     tmp.unlink()
-                    os.link(path, tmp)
+                    try:
+                        os.link(path, tmp)
+                    except OSError:  # file systems without hard links
+                        shutil.copyfile(path, tmp)
             else:
                 save_checkpoint(payload, last)
         barrier(self.ctx)

@@ -25,7 +25,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class StaleRunError(RuntimeError):
+class StaleRunError(ValueError):
     """Stored predictions were produced by a different method configuration."""
 
 

@@ -59,7 +59,7 @@ class SegmenterTrainConfig(EngineConfig):
     model: str = field(default="deeplabv3plus_small", metadata={"help": "registered segmenter name"})
     data_root: str | None = field(default=None, metadata={"help": "Cityscapes root, or a folder holding cityscapes/ (e.g. the synthetic benchmark)"})
     train_split: str = field(default="train", metadata={"help": "training split"})
-    val_split: str | None = field(default="val", metadata={"help": "validation split (labelled)"})
+    val_split: str | None = field(default="val", metadata={"help": "validation split (labelled); 'none' to skip validation"})
     init_checkpoint: str | None = field(default=None, metadata={"help": "initial weights (any format the segmenter loads)"})
     num_classes: int = field(default=19, metadata={"help": "closed-set classes"})
     crop_size: tuple[int, int] = field(default=(512, 1024), metadata={"help": "training crop H W"})
@@ -127,7 +127,7 @@ class SegmenterTrainer(Trainer):
             if cfg.data_root is None:
                 raise ValueError("train-segmenter: pass --data-root (a Cityscapes-format folder)")
             self._train_data = open_cityscapes(cfg.data_root, cfg.train_split)
-            if cfg.val_split:
+            if cfg.val_split and cfg.val_split.lower() != "none":
                 self._val_data = open_cityscapes(cfg.data_root, cfg.val_split)
         if self._model is None:
             from oodbench import segmenters

@@ -82,6 +82,12 @@ def test_checkpoint_loads_into_the_registered_segmenter(tmp_path):
     assert (res.out_dir / "iter_000002.pth").is_file() and (res.out_dir / "config.json").is_file()
 
 
+def test_only_the_newest_iteration_checkpoints_are_kept(tmp_path):
+    res = _train(tmp_path / "run", ckpt_every=1, max_iter_ckpts=2)
+    assert sorted(p.name for p in res.out_dir.glob("iter_*.pth")) == ["iter_000005.pth", "iter_000006.pth"]
+    assert torch.load(res.out_dir / "last.pth", weights_only=True)["iteration"] == 6
+
+
 def test_validation_logs_miou_and_training_learns(tmp_path):
     res = _train(tmp_path / "run", epochs=12, val_every=9, lr=0.05)
     rows = read_csv_log(res.out_dir / "val.csv")

@@ -100,6 +100,11 @@ def _roots(cfg: RPLTrainConfig) -> tuple[Path, Path]:
     return Path(city), Path(coco)
 
 
+def _share(local_sum: torch.Tensor, global_count: float, world: int) -> torch.Tensor:
+    """This rank's share of a global masked mean (DDP averages the shares' gradients)."""
+    return local_sum * (world / global_count) if global_count > 0 else local_sum * 0.0
+
+
 class RPLTrainer(Trainer):
     """RPL+CoroCL trainer (module doc). ``model``/``city``/``coco`` override building from the config."""
 
@@ -201,8 +206,8 @@ class RPLTrainer(Trainer):
         counts = global_sum(torch.stack([parts["n_in"], parts["n_ood"]]).double(), ctx)
         n_in, n_ood = float(counts[0]), float(counts[1])
         w = ctx.world_size
-        share = lambda s, n: s * (w / n) if n > 0 else s * 0.0  # noqa: E731  (global masked mean share)
-        loss = share(parts["ce"], n_in) + share(parts["reg"], n_in) + cfg.energy_weight * share(parts["energy"], n_ood)
+        loss = (_share(parts["ce"], n_in, w) + _share(parts["reg"], n_in, w)
+                + cfg.energy_weight * _share(parts["energy"], n_ood, w))
         corocl = torch.zeros((), device=self.device)
         if use_corocl:
             gen = torch_generator(cfg.seed, iteration, "corocl")

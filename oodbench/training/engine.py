@@ -125,10 +125,19 @@ class Trainer:
                         os.link(path, tmp)
                     except OSError:  # file systems without hard links
                         shutil.copyfile(path, tmp)
+                self._prune_iter_checkpoints()
             else:
                 save_checkpoint(payload, last)
         barrier(self.ctx)
         return last
+
+    def _prune_iter_checkpoints(self) -> None:
+        keep = self.cfg.max_iter_ckpts
+        if keep is None:
+            return
+        files = sorted(self.out_dir.glob("iter_[0-9][0-9][0-9][0-9][0-9][0-9].pth"))
+        for old in files[: max(len(files) - max(keep, 0), 0)]:
+            old.unlink()  # last.pth is a separate link/copy of the newest, so it survives
 
     def _resume(self) -> int | None:
         path = find_resume(self.out_dir, self.cfg.resume)

@@ -22,7 +22,7 @@ from ._ranker import Ranker
 
 __all__ = ["ScoreStore"]
 
-_F16_CHUNK = 1 << 18
+_F16_CHUNK = 1 << 20
 _PLANE = np.full(256, 3 << 16, dtype=np.intp)          # label -> key offset; 3 = invalid label
 _PLANE[0], _PLANE[1], _PLANE[255] = 0, 1 << 16, 2 << 16
 
@@ -68,7 +68,8 @@ class ScoreStore:
             k = self._kbuf[:lb.size]
             np.take(_PLANE, lb, out=k)
             np.add(k, bits[start:start + _F16_CHUNK], out=k)
-            hist += np.bincount(k, minlength=4 << 16)
+            part = np.bincount(k, minlength=3 << 16)      # grows to 4 planes only on bad labels
+            hist[:part.size] += part
         hist = hist.reshape(4, 65536)
         if hist[3].any():
             bad = np.unique(lab[_PLANE[lab] == 3 << 16])

@@ -53,6 +53,28 @@ def synth_root(tmp_path_factory) -> Path:
     return out
 
 
+FIXTURE_GENERATORS = (ROOT / "tests" / "fixtures_gen" / "make_fixtures.py",
+                      SHARED / "fixtures" / "make_fixtures.py")
+
+
+@pytest.fixture(scope="session")
+def fixture_tree(tmp_path_factory) -> tuple[Path, dict]:
+    """The official-layout fixture tree of ``shared/fixtures`` (generated once) and its per-frame facts.
+
+    The generator is kept in ``tests/fixtures_gen/`` so this works without ``../shared``.
+    """
+    import json
+
+    script = next((p for p in FIXTURE_GENERATORS if p.is_file()), None)
+    if script is None:
+        pytest.skip(f"fixture generator not found at {FIXTURE_GENERATORS[0]}")
+    out = tmp_path_factory.mktemp("fixtree") / "data"   # no 't5'/'t6' in the path (DenseHybrid rule)
+    facts = out.parent / "facts.json"
+    subprocess.run([sys.executable, str(script), str(out), "--write-manifest", str(facts)],
+                   check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return out, json.loads(facts.read_text())["frames"]
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path | None:
     return SHARED if SHARED.is_dir() else None

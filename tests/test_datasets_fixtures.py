@@ -21,19 +21,6 @@ from PIL import Image
 from oodbench.datasets import DataLayoutError, find_available, get_split
 
 ROOT = Path(__file__).resolve().parents[1]
-GENERATORS = (ROOT / "tests" / "fixtures_gen" / "make_fixtures.py", ROOT.parent / "shared" / "fixtures" / "make_fixtures.py")
-
-
-@pytest.fixture(scope="module")
-def fixture_tree(tmp_path_factory) -> tuple[Path, dict]:
-    script = next((p for p in GENERATORS if p.is_file()), None)
-    if script is None:
-        pytest.skip(f"fixture generator not found at {GENERATORS[0]} or {GENERATORS[1]}")
-    out = tmp_path_factory.mktemp("fixtree") / "data"
-    facts = out.parent / "facts.json"
-    subprocess.run([sys.executable, str(script), str(out), "--write-manifest", str(facts)],
-                   check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return out, json.loads(facts.read_text())["frames"]
 
 
 def _raw(path: str) -> np.ndarray:

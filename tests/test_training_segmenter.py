@@ -125,7 +125,7 @@ def test_missing_data_root_is_a_clear_error(tmp_path):
 def test_synthetic_closed_set_model_reaches_stated_miou(synth_root, tmp_path):
     """The synthetic benchmark's closed-set model: deeplabv3plus_small, 128x256, AdamW 2e-3, 30 epochs
     (540 iterations, batch 8). Measured on the shared 2-core dev machine, 1 thread: val mIoU 0.754
-    (mean over the 12 classes the synthetic world contains) in 164 s (0.3 s/iteration)."""
+    (mean over the 12 classes the synthetic world contains) in 144 CPU s (167 s wall, 0.3 s/iteration)."""
     t0 = time.process_time()
     cfg = SegmenterTrainConfig(out_dir=str(tmp_path / "seg"), data_root=str(synth_root), crop_size=(128, 256),
                                batch_size=8, epochs=30, optimizer="adamw", lr=2e-3, weight_decay=1e-4,

@@ -187,3 +187,28 @@ def test_numpy1_argsort_tie_order_golden():
         v = np.array(case["numerators"], np.float64) / case["denominator"]
         for pos, want in zip(case["positions"], case["argsort"]):
             assert np1_argsort_at(v, pos) == want
+
+
+def test_curve_points_match_sklearn():
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from oodbench.metrics import ExactPixelAccumulator
+
+    rng = np.random.default_rng(5)
+    s = np.round(rng.normal(size=3000), 1).astype(np.float32)
+    lab = (rng.random(3000) < 0.2).astype(np.uint8)
+    lab[::17] = 255
+    acc = ExactPixelAccumulator()
+    acc.update(s[:1000], lab[:1000])
+    acc.update(s[1000:], lab[1000:])
+    c = acc.curve()
+    valid = lab != 255
+    prec, rec, thr = precision_recall_curve(lab[valid], s[valid])
+    # sklearn: ascending thresholds; its points at positive-score thresholds must be ours
+    ours = dict(zip(c["threshold"].tolist(), zip(c["precision"], c["recall"])))
+    for p, r, t in zip(prec[:-1], rec[:-1], thr):
+        if float(t) in ours:
+            assert ours[float(t)] == pytest.approx((p, r), abs=1e-12)
+    fpr, tpr, _ = roc_curve(lab[valid], s[valid], drop_intermediate=False)
+    assert np.trapezoid(c["roc_tpr"], c["roc_fpr"]) == pytest.approx(np.trapezoid(tpr, fpr), abs=1e-12)
+    assert acc.compute()["auprc"] == pytest.approx(np.sum(np.diff(np.concatenate([[0], c["recall"]])) * c["precision"]), abs=1e-12)

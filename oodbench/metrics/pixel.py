@@ -106,6 +106,35 @@ class ExactPixelAccumulator(Accumulator):
         })
 
 
+    def curve(self) -> dict[str, np.ndarray]:
+        """The exact pooled curves, one point per distinct anomaly score (descending threshold).
+
+        Returns ``threshold``, ``recall`` (= ``tpr``), ``precision`` and ``fpr``; ``roc_fpr`` /
+        ``roc_tpr`` additionally carry the end points (0, 0) and (1, 1) for plotting. The AP of
+        :meth:`compute` is the step sum over these PR points.
+        """
+        self.store.compact()
+        summ = self.store.summary()
+        tp = summ.tp[::-1].astype(np.float64)
+        fp = summ.ge[::-1].astype(np.float64)
+        fp_above = summ.gt[::-1].astype(np.float64)          # negatives strictly above the value
+        recall = tp / summ.n_pos
+        fpr = fp / summ.n_neg
+        # exact ROC: before each anomaly value, the negatives strictly above it move FPR alone
+        tp_before = np.concatenate([[0.0], tp[:-1]])
+        roc_fpr = np.column_stack([fp_above, fp]).ravel() / summ.n_neg
+        roc_tpr = np.column_stack([tp_before, tp]).ravel() / summ.n_pos
+        return {
+            "threshold": summ.values[::-1].copy(),
+            "recall": recall,
+            "tpr": recall,
+            "precision": tp / (tp + fp),
+            "fpr": fpr,
+            "roc_fpr": np.concatenate([[0.0], roc_fpr, [1.0]]),
+            "roc_tpr": np.concatenate([[0.0], roc_tpr, [1.0]]),
+        }
+
+
 class FishyscapesPixelAccumulator(ExactPixelAccumulator):
     """Fishyscapes ``calculate_metrics_perpixAP`` (pooled, exact, first TPR >= 0.95)."""
 

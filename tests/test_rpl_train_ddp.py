@@ -81,7 +81,7 @@ def test_two_gloo_ranks_match_one_process(rpl_data, tmp_path):
     assert float((diffs > 1e-5).float().mean()) < 0.01
     # end-of-run validation on the labelled synthetic splits (rank 0 only under torchrun)
     va, vb = read_csv_log(tmp_path / "one" / "val.csv"), read_csv_log(tmp_path / "two" / "val.csv")
-    assert len(va) == len(vb) == 1 and set(va[0]) == set(vb[0]) and any(k.endswith("/AP") for k in va[0])
+    assert len(va) == len(vb) == 1 and set(va[0]) == set(vb[0]) and any(k.endswith("/auprc") for k in va[0])
     for k in va[0]:
         assert float(va[0][k]) == pytest.approx(float(vb[0][k]), abs=1e-3), k
     print(f"1 process: {t1 - t0:.1f} s, torchrun x2: {t2 - t1:.1f} s")

@@ -20,7 +20,6 @@ from oodbench.training.config import EngineConfig, add_dataclass_arguments, conf
 from oodbench.training.device import amp_dtype, autocast, loader_kwargs, maybe_channels_last
 from oodbench.training.distributed import gather_rows, global_mean_parts, global_sum, init_distributed
 from oodbench.training.logs import CSVLogger, read_csv_log
-from oodbench.training.miou import confusion_matrix, miou
 from oodbench.training.sampler import EpochBatchSampler, epoch_order
 from oodbench.training.schedule import PolySchedule, poly_lr
 from oodbench.training.seeding import WorkerSeeder, derive_seed, numpy_rng, torch_generator
@@ -272,7 +271,7 @@ def test_collectives_and_global_bn_under_torchrun_gloo(tmp_path):
     assert proc.stdout.count("RANK_OK") == 2
 
 
-# ------------------------------------------------------------------------------------ transforms / mIoU
+# ------------------------------------------------------------------------------------ transforms
 def test_transforms_pad_with_mean_colour_and_ignore():
     img = np.full((2, 3, 3), 255, np.uint8)
     x = normalize(img)
@@ -297,15 +296,3 @@ def test_inclusive_crop_bound_can_leave_a_one_pixel_pad():
         _, cz = random_crop(x, y, (4, 4), np.random.default_rng(s))
         assert not (cz == 255).any()
     assert seen_pad
-
-
-def test_miou_by_hand():
-    label = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 255]])
-    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 0, 2]])
-    conf = confusion_matrix(pred, label, 3)
-    assert conf.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
-    value, per_class = miou(conf)
-    assert per_class.tolist() == pytest.approx([1 / 3, 2 / 3, 1 / 2])
-    assert value == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
-    value2, per2 = miou(confusion_matrix(torch.tensor([0]), torch.tensor([0]), 3))
-    assert value2 == 1.0 and np.isnan(per2[1])

@@ -97,6 +97,31 @@ def test_validation_logs_miou_and_training_learns(tmp_path):
     assert np.mean(losses[-6:]) < np.mean(losses[:6])  # the stripes are learnable
 
 
+def test_validation_miou_by_hand(tmp_path):
+    """A model predicting class 0 everywhere: IoU_0 = |gt 0| / |labelled|, IoU_1 = IoU_2 = 0."""
+    from oodbench.training.segmenter import SegmenterTrainer
+
+    class Constant(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            out = torch.zeros(x.shape[0], 19, *x.shape[2:])
+            out[:, 0] = 1.0
+            return out + self.w
+
+    val = TinyCity(3)
+    trainer = SegmenterTrainer(_cfg(tmp_path), train_data=TinyCity(4), val_data=val, model=Constant())
+    trainer.setup()
+    got = trainer.evaluate_miou()
+    labels = np.stack([val[i][1] for i in range(3)])
+    iou0 = (labels == 0).sum() / (labels != 255).sum()
+    assert got["iou_0"] == pytest.approx(iou0) and got["iou_1"] == 0.0 and got["iou_2"] == 0.0
+    assert np.isnan(got["iou_5"])  # absent from ground truth and prediction: left out of the mean
+    assert got["miou"] == pytest.approx(iou0 / 3)
+
+
 def test_augmentation_is_keyed_by_sample_and_epoch():
     ds = SegmentationTrainSet(TinyCity(3), (24, 24), (0.5, 2.0), 0.5, seed=1)
     a, b = ds[(1, 0)], ds[(1, 0)]

@@ -11,7 +11,7 @@ Modules (one job each):
   CUDA only; :mod:`.checkpoint` -- atomic ``weights_only`` checkpoints;
 * :mod:`.logs` -- CSV (+ TensorBoard) logs and tqdm; :mod:`.config` -- dataclass configs -> CLI flags;
 * :mod:`.engine` -- the loop (:class:`Trainer`); :mod:`.transforms` -- augmentation primitives;
-  :mod:`.miou` -- closed-set mIoU;
+  :mod:`.validation` -- the anomaly monitor for periodic validation;
 * :mod:`.segmenter` -- ``oodbench train-segmenter`` (closed-set DeepLabV3+ training).
 
 RPL+CoroCL training lives with the method: :mod:`oodbench.methods.rpl.train`.

@@ -14,8 +14,9 @@ Recipe (DeepLabV3+ standard, VainF ``DeepLabV3Plus-Pytorch`` / NVIDIA sdcnet sty
   (power 0.9) over all iterations;
 * BN: plain in one process; synchronised over ranks under torchrun (SyncBatchNorm on CUDA,
   :class:`~oodbench.training.syncbn.DistBatchNorm2d` on CPU);
-* validation: closed-set mIoU on the full-resolution ``val_split`` images (global confusion matrix,
-  sharded over ranks and summed);
+* validation: closed-set mIoU on the full-resolution ``val_split`` images
+  (:class:`oodbench.metrics.ConfusionMatrix`: one global matrix, frames sharded over ranks and the
+  matrices summed; classes absent from ground truth and prediction are left out of the mean);
 * checkpoints ``{'model_state': state_dict, 'optimizer', 'iteration', 'epoch', 'segmenter',
   'num_classes', 'val', 'config', 'rng'}``, which ``oodbench.segmenters.build(name,
   checkpoint=...)`` loads (it unwraps ``model_state``).
@@ -34,7 +35,6 @@ from .config import EngineConfig, add_dataclass_arguments, config_from_namespace
 from .device import autocast, maybe_channels_last
 from .distributed import DistContext, cleanup_distributed, global_mean_parts, global_sum, unwrap, wrap_ddp
 from .engine import Trainer, TrainResult
-from .miou import confusion_matrix, miou
 from .sampler import EpochBatchSampler, epoch_loader
 from .schedule import PolySchedule
 from .seeding import numpy_rng
@@ -171,23 +171,25 @@ class SegmenterTrainer(Trainer):
 
     @torch.no_grad()
     def evaluate_miou(self) -> dict[str, float]:
-        """mIoU of the current model on the validation data (sharded over ranks)."""
+        """mIoU of the current model on the validation data (:class:`oodbench.metrics.ConfusionMatrix`,
+        frames sharded over ranks, matrices summed)."""
+        from oodbench.metrics import ConfusionMatrix
+
         model = self.model
         was_training = model.training
         model.eval()
-        k = self.cfg.num_classes
-        conf = torch.zeros(k, k, dtype=torch.int64, device=self.device)
+        acc = ConfusionMatrix(self.cfg.num_classes)
         for i in range(self.ctx.rank, len(self._val_data), self.ctx.world_size):
             image, label = self._val_data[i]
             x = maybe_channels_last(normalize(image)[None].to(self.device), self.device)
             with autocast(self.device, self.cfg.amp):
                 logits = model(x)
-            conf += confusion_matrix(logits.argmax(1)[0], torch.from_numpy(label.astype("int64")).to(self.device), k)
-        conf = global_sum(conf, self.ctx)
+            acc.update(logits.argmax(1)[0].cpu().numpy(), label, frame_id=i)
+        acc.matrix = global_sum(torch.from_numpy(acc.matrix), self.ctx).cpu().numpy()
         model.train(was_training)
-        value, per_class = miou(conf)
-        out = {"miou": value}
-        out.update({f"iou_{c}": float(v) for c, v in enumerate(per_class)})
+        res = acc.compute()
+        out = {"miou": float(res["closed_miou"])}
+        out.update({k: float(v) for k, v in res.items() if k.startswith("iou_")})
         return out
 
     def validate(self, iteration: int) -> dict[str, float] | None:

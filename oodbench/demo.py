@@ -40,6 +40,8 @@ class DemoConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    #: torch CPU threads; pinned so the printed numbers do not depend on the core count
+    threads: int = 2
     seg_iters: int = 300
     seg_batch: int = 8
     seg_crop: tuple[int, int] = (128, 256)
@@ -48,18 +50,25 @@ class DemoConfig:
     rpl_batch: int = 8
     rpl_crop: tuple[int, int] = (128, 128)
     rpl_lr: float = 1e-3
+    #: objects of the synthetic COCO (>= 480 px) scaled for 128 px crops (the paper's factors
+    #: assume 640 px COCO images in 700 px crops)
+    rpl_paste_scales: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25)
     stage_times: dict[str, float] = field(default_factory=dict)
 
     def stage_key(self, stage: str) -> dict[str, Any]:
+        """What a stage's output depends on (its own settings and those of the stages before it)."""
+        from oodbench.datasets.synth import SYNTH_VERSION
+
         keep = {
             "data": ("seed",),
             "segmenter": ("seed", "seg_iters", "seg_batch", "seg_crop", "seg_lr"),
             "coco": ("seed",),
             "rpl": ("seed", "seg_iters", "seg_batch", "seg_crop", "seg_lr", "rpl_iters", "rpl_batch",
-                    "rpl_crop", "rpl_lr"),
+                    "rpl_crop", "rpl_lr", "rpl_paste_scales"),
         }[stage]
         d = asdict(self)
-        return json.loads(json.dumps({k: d[k] for k in keep}))  # tuples -> lists, as stored
+        key = {"synth_version": SYNTH_VERSION, **{k: d[k] for k in keep}}
+        return json.loads(json.dumps(key))  # tuples -> lists, as stored
 
 
 class _Stages:
@@ -94,7 +103,10 @@ def _sha(path: Path) -> str:
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or reuse) every stage; returns paths and timings."""
+    import torch
+
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    torch.set_num_threads(cfg.threads)
     cfg.out = Path(cfg.out)
     cfg.out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(cfg, log)
@@ -103,7 +115,12 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
     # 1. data -------------------------------------------------------------------------------
     from oodbench.datasets.synth import generate
 
-    stages.timed("data", lambda: generate(data, seed=cfg.seed))
+    if stages.done("data") is None or not data.is_dir():
+        # a tree from another oodbench version / seed is replaced, and so is everything built on it
+        stages.timed("data", lambda: generate(data, seed=cfg.seed, force=True))
+        for stale in ("predictions", "results", "plots"):
+            shutil.rmtree(cfg.out / stale, ignore_errors=True)
+        stages.mark("data")
 
     # 2. closed-set segmenter ----------------------------------------------------------------
     seg_ckpt = cfg.out / "models" / "segmenter.pth"
@@ -147,6 +164,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
             res = train_rpl(RPLTrainConfig(
                 out_dir=str(work), segmenter=SEGMENTER, checkpoint=str(seg_ckpt), data_root=str(data),
                 crop_size=cfg.rpl_crop, batch_size=cfg.rpl_batch, lr=cfg.rpl_lr, max_iters=cfg.rpl_iters,
+                paste_scales=cfg.rpl_paste_scales,
                 epochs=10_000, ckpt_every=cfg.rpl_iters, keep_iter_ckpts=False, val_every=0,
                 val_splits="none", seed=cfg.seed, device=cfg.device, num_workers=0, progress=cfg.progress, resume="no",
             ))
@@ -206,7 +224,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    cfg = DemoConfig(out=Path(args.out), seed=args.seed, device=args.device, progress=not args.quiet)
+    cfg = DemoConfig(out=Path(args.out), seed=args.seed, device=args.device, threads=args.threads,
+                     progress=not args.quiet)
     run_demo(cfg)
     return 0
 
@@ -216,5 +235,6 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo-out", help="output folder (cached stages are reused)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the README numbers use 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)

@@ -183,13 +183,11 @@ def run_method(
     """``oodbench run``: build the method once, then predict/store/evaluate every split."""
     from .methods import METHODS, build
 
-    from .distributed import barrier, gather_objects, init_from_env, make_reducer, shard
+    from .distributed import barrier, gather_objects, init_distributed, make_reducer, shard
 
-    ctx = init_from_env(cfg.device)
-    if ctx.enabled and cfg.device.startswith("cuda"):
-        cfg = RunConfig(**{**cfg.__dict__, "device": f"cuda:{ctx.local_rank}"})
-    if ctx.enabled and not ctx.is_main:
-        cfg = RunConfig(**{**cfg.__dict__, "progress": False})
+    ctx = init_distributed(cfg.device)
+    cfg = RunConfig(**{**cfg.__dict__, "device": str(ctx.device),
+                       "progress": cfg.progress and ctx.is_main})
     if method is None:
         method = build(method_name, **(method_kwargs or {}))
     fp = method_fingerprint(method, method_name)
@@ -214,7 +212,7 @@ def run_method(
         )
         all_stats = gather_objects(stats, ctx)
         run_notes = {k: sum(s[k] for s in all_stats) for k in stats}
-        if ctx.enabled:
+        if ctx.distributed:
             run_notes["world_size"] = ctx.world_size
         result = Result(
             method=method_name,

@@ -221,3 +221,12 @@ def test_cli_parser_defaults_follow_the_paper():
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="--checkpoint"):
         train_rpl(_cfg(tmp_path), city=TinyCity(4), coco=[("a", "b")])
+
+
+def test_paste_scales_override(coco_pairs):
+    """Small crops (the synthetic demo) need smaller object scales than the paper's 700 px crops."""
+    ds = OutlierExposureSet(TinyCity(2), coco_pairs, crop_size=(32, 32), seed=0, scales=(0.05, 0.1))
+    assert ds.recipe.scales == (0.05, 0.1) and ds.recipe.flip_prob == FIXED.flip_prob
+    assert OutlierExposureSet(TinyCity(2), coco_pairs, crop_size=(32, 32)).recipe.scales == FIXED.scales
+    with pytest.raises(ValueError, match="paste scales must be in"):
+        OutlierExposureSet(TinyCity(2), coco_pairs, crop_size=(32, 32), scales=(0.0,))

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: generator version (part of the manifest ``generator`` string)
-SYNTH_VERSION = "1.0"
+SYNTH_VERSION = "1.1"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ makes the two orders give identical tensors, so no flag is needed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -127,15 +127,22 @@ class OutlierExposureSet(torch.utils.data.Dataset):
         crop_size: ``(h, w)`` of the training crop (700x700 in the paper).
         reference_quirks: reproduce the reference's data quirks (module doc table).
         seed: run seed; each sample draws from ``numpy_rng(seed, epoch, index, "rpl-oe")``.
+        scales: override the recipe's object scale factors (drawn uniformly); the defaults suit
+            640 px COCO images pasted into 700 px crops.
     """
 
     def __init__(self, city: Any, coco: Sequence[tuple[Any, Any]], crop_size: Sequence[int] = (700, 700),
-                 reference_quirks: bool = False, seed: int = 0) -> None:
+                 reference_quirks: bool = False, seed: int = 0,
+                 scales: Sequence[float] | None = None) -> None:
         if len(coco) == 0:
             raise ValueError("no COCO outlier masks: run `oodbench prepare coco-ood` first")
         self.city, self.coco = city, list(coco)
         self.crop = (int(crop_size[0]), int(crop_size[1]))
         self.recipe = recipe(reference_quirks)
+        if scales is not None:  # e.g. smaller objects for crops much smaller than 700 px
+            if not scales or any(not 0 < float(v) <= 4 for v in scales):
+                raise ValueError(f"paste scales must be in (0, 4], got {scales}")
+            self.recipe = replace(self.recipe, scales=tuple(float(v) for v in scales))
         self.seed = seed
         self._subset: tuple[int, np.ndarray] | None = None
 

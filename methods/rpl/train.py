@@ -81,6 +81,7 @@ class RPLTrainConfig(EngineConfig):
     tau: float = field(default=0.1, metadata={"help": "CoroCL temperature"})
     max_views: int = field(default=512, metadata={"help": "CoroCL samples per pool"})
     corocl_min_images: int = field(default=2, metadata={"help": "CoroCL runs when the global batch has this many images with a pasted object"})
+    paste_scales: tuple[float, ...] | None = field(default=None, metadata={"help": "override the COCO object scale factors (default {.1,.125,.25,.5,.75}, for 700 px crops)"})
     reference_quirks: bool = field(default=False, metadata={"help": "reproduce the reference data/LR quirks (methods/rpl/data.py table)"})
     residual_dropout: float | None = field(default=None, metadata={"help": "override the dropout probability inside the residual block (VainF-family ASPP: 0.1; WRN38 has none); masks are drawn per rank, so only 0 makes N ranks match 1 process exactly"})
     find_unused_parameters: bool = field(default=True, metadata={"help": "DDP find_unused_parameters (the projector idles on RPL-only steps)"})
@@ -149,7 +150,8 @@ class RPLTrainer(Trainer):
             city_root, coco_root = _roots(cfg)
             self._city = self._city if self._city is not None else open_cityscapes(city_root, cfg.train_split)
             self._coco = self._coco if self._coco is not None else coco_pairs_from_root(coco_root)
-        self.train_set = OutlierExposureSet(self._city, self._coco, cfg.crop_size, cfg.reference_quirks, cfg.seed)
+        self.train_set = OutlierExposureSet(self._city, self._coco, cfg.crop_size, cfg.reference_quirks, cfg.seed,
+                                            scales=cfg.paste_scales)
         self.recipe = recipe(cfg.reference_quirks)
         self.iters_per_epoch = EpochBatchSampler.batches_per_epoch(len(self.train_set), cfg.batch_size, ctx.world_size)
         if self.iters_per_epoch < 1:

@@ -1,0 +1,105 @@
+"""Evaluation throughput at 1024x2048: ``oodbench run`` end to end vs the model forward alone.
+
+Generates a larger variant of the synthetic benchmark (frames of 1024x2048, the Fishyscapes /
+Cityscapes size), then measures in one process:
+
+* ``forward``: the segmenter's forward pass on a resident batch (no data loading, no storing);
+* ``run``: :func:`oodbench.runner.run_method` on ``fishyscapes-laf-val`` -- decode, normalise,
+  forward, score, float32 HDF5 writes and the exact evaluation, i.e. what ``oodbench run`` does.
+
+The ratio run/forward says how well loading, storing and metric accumulation overlap inference
+(target on GPU: >= 0.9). Usage::
+
+    python benchmarks/bench_run.py --frames 8 --device cpu
+    python benchmarks/bench_run.py --frames 32 --device cuda --amp bf16 --batch-size 4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def forward_fps(segmenter: str, device: str, batch: int, iters: int, amp: str | None) -> float:
+    from oodbench import segmenters
+
+    model = segmenters.build(segmenter).eval().to(device)
+    x = torch.randn(batch, 3, 1024, 2048, device=device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
+    ctx = torch.autocast(device_type=torch.device(device).type, dtype=dtype or torch.bfloat16,
+                         enabled=dtype is not None and device.startswith("cuda"))
+    with torch.inference_mode(), ctx:
+        model(x)  # warm-up
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            out = model(x)
+            out.argmax(1)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return batch * iters / (time.perf_counter() - t0)
+
+
+def run_fps(root: Path, segmenter: str, device: str, batch: int, workers: int, amp: str | None,
+            work: Path) -> dict:
+    from oodbench.datasets import get_split
+    from oodbench.methods import build
+    from oodbench.runner import RunConfig, predict_split, run_method
+
+    split = get_split("fishyscapes-laf-val", root)
+    method = build("energy", segmenter=segmenter)
+    cfg = RunConfig(out=work / "warm", results_dir=work / "r0", device=device, batch_size=batch,
+                    num_workers=workers, amp=amp, progress=False)
+    predict_split(method, "energy", split, cfg, frame_ids=split.frame_ids()[:batch])  # warm-up
+    cfg = RunConfig(out=work / "out", results_dir=work / "r", device=device, batch_size=batch,
+                    num_workers=workers, amp=amp, progress=False)
+    t0 = time.perf_counter()
+    run_method("energy", [split], cfg, method=method)
+    total = time.perf_counter() - t0
+    n = len(split.frame_ids())
+    return {"frames": n, "seconds": round(total, 2), "fps": n / total}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--segmenter", default="deeplabv3plus_small")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--num-workers", type=int, default=2)
+    ap.add_argument("--amp", choices=["bf16", "fp16"], default=None)
+    ap.add_argument("--data", default=None, help="reuse a generated 1024x2048 synthetic root")
+    args = ap.parse_args()
+
+    from oodbench.datasets.synth import generate
+
+    work = Path(tempfile.mkdtemp(prefix="oodbench-bench-run-"))
+    try:
+        root = Path(args.data) if args.data else work / "data"
+        t0 = time.perf_counter()
+        generate(root, seed=0, size=(1024, 2048), n_train=8, n_val=max(8, args.frames), n_coco=4,
+                 n_per_split=args.frames)
+        gen_s = time.perf_counter() - t0
+        fwd = forward_fps(args.segmenter, args.device, args.batch_size, max(2, args.frames // args.batch_size),
+                          args.amp)
+        run = run_fps(root, args.segmenter, args.device, args.batch_size, args.num_workers, args.amp, work)
+        report = {
+            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+            "threads": torch.get_num_threads(), "segmenter": args.segmenter, "batch_size": args.batch_size,
+            "num_workers": args.num_workers, "amp": args.amp, "resolution": "1024x2048",
+            "generate_s": round(gen_s, 1), "forward_fps": round(fwd, 3), "run": run,
+            "run_over_forward": round(run["fps"] / fwd, 3),
+        }
+        print(json.dumps(report, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""`oodbench demo` end to end, as a user runs it (slow: ~2-4 minutes on 2 cores)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from oodbench.demo import DEMO_METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLITS = ["fishyscapes-laf-val", "fishyscapes-static-val", "road-anomaly", "smiyc-anomaly-val",
+          "smiyc-laf-noknown", "smiyc-obstacle-val", "streethazards-test"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, cli):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    first = cli("demo", "--out", out, "-q", env={"OMP_NUM_THREADS": "2"}, timeout=1200)
+    return out, first
+
+
+@pytest.mark.slow
+def test_every_output_exists(demo):
+    out, _ = demo
+    for rel in ["leaderboard.md", "demo-summary.json", "models/segmenter.pth", "models/rpl.pth"]:
+        assert (out / rel).stat().st_size > 0, rel
+    for split in SPLITS:
+        for kind in ("curves", "overlay"):
+            assert (out / "plots" / f"{kind}_{split}.png").stat().st_size > 10_000
+        for method in DEMO_METHODS:
+            record = json.loads((out / "results" / f"{method}__{split}.json").read_text())
+            assert record["synthetic"] is True and record["num_frames"] > 0
+
+
+@pytest.mark.slow
+def test_leaderboard_lists_every_method_on_every_split_and_is_marked_synthetic(demo):
+    out, first = demo
+    text = (out / "leaderboard.md").read_text()
+    assert text.strip() in first.stdout
+    for split in SPLITS:
+        block = text.split(f"## {split} (SYNTHETIC DATA)")[1].split("\n## ")[0]
+        for method in DEMO_METHODS:
+            assert f"| {method} " in block, (split, method)
+
+
+@pytest.mark.slow
+def test_rpl_beats_energy_on_every_split(demo):
+    from oodbench.leaderboard import load
+
+    out, _ = demo
+    df: pd.DataFrame = load(out / "results")
+    for split, sub in df.groupby("dataset"):
+        r = sub.set_index("method")
+        assert r.loc["rpl", "auprc"] > r.loc["energy", "auprc"], split
+
+
+@pytest.mark.slow
+def test_second_run_reuses_the_cache(demo, cli):
+    out, _ = demo
+    before = (out / "models" / "rpl.pth").stat().st_mtime_ns
+    second = cli("demo", "--out", out, "-q", env={"OMP_NUM_THREADS": "2"})
+    summary = json.loads((out / "demo-summary.json").read_text())
+    assert "segmenter" not in summary["stage_times_s"] and "rpl" not in summary["stage_times_s"]
+    assert sum(summary["stage_times_s"].values()) < 60
+    assert (out / "models" / "rpl.pth").stat().st_mtime_ns == before
+    assert second.stdout == demo[1].stdout  # same numbers
+
+
+@pytest.mark.slow
+def test_readme_shows_this_leaderboard(demo):
+    out, _ = demo
+    spec = importlib.util.spec_from_file_location("update_readme_demo", ROOT / "tools" / "update_readme_demo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = (ROOT / "README.md").read_text()
+    assert mod.readme_section((out / "leaderboard.md").read_text()) in readme
+    assert (ROOT / mod.OVERLAY).stat().st_size > 10_000

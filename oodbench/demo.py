@@ -46,7 +46,7 @@ class DemoConfig:
     seg_batch: int = 8
     seg_crop: tuple[int, int] = (128, 256)
     seg_lr: float = 2e-3
-    rpl_iters: int = 150
+    rpl_iters: int = 400
     rpl_batch: int = 8
     rpl_crop: tuple[int, int] = (128, 128)
     rpl_lr: float = 1e-3

@@ -25,6 +25,36 @@ from pathlib import Path
 import torch
 
 
+def make_large_variant(small: Path, root: Path, frames: int) -> None:
+    """FS L&F frames of the synthetic benchmark upscaled to 1024x2048 (images bilinear, labels
+    nearest), in the preprocessed ``fishyscapes/LostAndFound/{original,labels}`` layout, with a
+    synthetic manifest giving the frame count. (Painting 2-megapixel scenes from scratch for every
+    split would take minutes; upscaling keeps the content and the cost of a real frame.)"""
+    import numpy as np
+    from PIL import Image
+
+    from oodbench.atomic import atomic_write_json
+    from oodbench.datasets import get_split
+    from oodbench.datasets.synth import generate
+
+    generate(small, seed=0)
+    split = get_split("fishyscapes-laf-val", small)
+    ids = split.frame_ids()
+    (root / "fishyscapes" / "LostAndFound" / "original").mkdir(parents=True)
+    (root / "fishyscapes" / "LostAndFound" / "labels").mkdir(parents=True)
+    for i in range(frames):
+        frame = split.load(ids[i % len(ids)])
+        name = f"{i:04d}_{frame.frame_id}"
+        Image.fromarray(frame.image).resize((2048, 1024), Image.BILINEAR).save(
+            root / "fishyscapes" / "LostAndFound" / "original" / f"{name}.png", compress_level=1)
+        Image.fromarray(frame.label).resize((2048, 1024), Image.NEAREST).save(
+            root / "fishyscapes" / "LostAndFound" / "labels" / f"{name}.png", compress_level=1)
+    atomic_write_json(root / "oodbench_manifest.json", {
+        "synthetic": True, "generator": "benchmarks/bench_run.py (upscaled synthetic FS L&F)",
+        "counts": {"fishyscapes-laf-val": frames}})
+    assert np.asarray(Image.open(next((root / "fishyscapes" / "LostAndFound" / "labels").iterdir()))).shape == (1024, 2048)
+
+
 def forward_fps(segmenter: str, device: str, batch: int, iters: int, amp: str | None) -> float:
     from oodbench import segmenters
 
@@ -77,14 +107,12 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="reuse a generated 1024x2048 synthetic root")
     args = ap.parse_args()
 
-    from oodbench.datasets.synth import generate
-
     work = Path(tempfile.mkdtemp(prefix="oodbench-bench-run-"))
     try:
         root = Path(args.data) if args.data else work / "data"
         t0 = time.perf_counter()
-        generate(root, seed=0, size=(1024, 2048), n_train=8, n_val=max(8, args.frames), n_coco=4,
-                 n_per_split=args.frames)
+        if not args.data:
+            make_large_variant(work / "small", root, args.frames)
         gen_s = time.perf_counter() - t0
         fwd = forward_fps(args.segmenter, args.device, args.batch_size, max(2, args.frames // args.batch_size),
                           args.amp)

@@ -14,7 +14,6 @@ input (an unreadable one stops the run with an error naming it) and check the co
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 from pathlib import Path

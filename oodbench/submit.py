@@ -68,7 +68,7 @@ def build_smiyc_submission(
 
                 with h5py.File(path, "r") as fh:
                     ds = fh["value"]
-                    dtype, shape = ds.dtype, tuple(int(s) for s in np.squeeze(np.empty(ds.shape, dtype=bool)).shape)
+                    dtype, shape = ds.dtype, tuple(int(d) for d in ds.shape if d != 1)  # squeezed, as read
             except Exception as exc:
                 problems.append(f"{path}: unreadable ({exc})")
                 continue

@@ -9,9 +9,6 @@ no LAF ``gtCoarse`` and no ObstacleTrack test scenes (those are covered by test_
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -75,15 +75,23 @@ def label_counts(labels: np.ndarray, where: str) -> np.ndarray:
     return counts
 
 
-def check_pair(scores: Any, labels: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validated ``(scores, uint8 labels)`` of equal shape."""
+def check_pair(scores: Any, labels: Any, where: str, check_finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(scores, uint8 labels)`` of equal shape.
+
+    ``check_finite=False`` leaves the NaN/inf test to the caller (the accumulators do it inside
+    their single chunked pass over the pixels).
+    """
     s = to_numpy(scores)
     lab = to_numpy(labels)
     if s.shape != lab.shape:
         raise MetricInputError(
             f"{where}: scores shape {tuple(s.shape)} differs from labels shape {tuple(lab.shape)}"
         )
-    return check_scores(s, where), check_binary_labels(lab, where)
+    if check_finite:
+        s = check_scores(s, where)
+    elif s.dtype.kind != "f":
+        raise MetricInputError(f"{where}: scores must be floating point, got dtype {s.dtype}")
+    return s, check_binary_labels(lab, where)
 
 
 def score_keys(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._base import Accumulator, MetricInputError, warn_nan
 from ._curves import FPR_RULES
-from ._inputs import check_binary_labels, to_numpy
+from ._inputs import check_pair
 from ._store import ScoreStore
 
 __all__ = ["HendrycksPerImageAccumulator"]
@@ -70,13 +70,7 @@ class HendrycksPerImageAccumulator(Accumulator):
         """Add one image: float scores and 0/1 labels (1 = anomaly) of the same shape."""
         where = self._frame_name(frame_id)
         name = str(frame_id) if frame_id is not None else f"#{self._num_updates}"
-        s, lab = to_numpy(scores), to_numpy(labels)
-        if s.shape != lab.shape:
-            raise MetricInputError(
-                f"{where}: scores shape {tuple(s.shape)} differs from labels shape {tuple(lab.shape)}")
-        if s.dtype.kind != "f":
-            raise MetricInputError(f"{where}: scores must be floating point, got dtype {s.dtype}")
-        lab = check_binary_labels(lab, where)
+        s, lab = check_pair(scores, labels, where, check_finite=False)
         store = ScoreStore()
         store.add(s, lab, where)
         if store.n_void:

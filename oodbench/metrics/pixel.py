@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._base import Accumulator, MetricInputError
+from ._base import Accumulator
 from ._curves import FPR_RULES
-from ._inputs import check_binary_labels, to_numpy
+from ._inputs import check_pair
 from ._store import ScoreStore
 
 __all__ = ["ExactPixelAccumulator", "FishyscapesPixelAccumulator"]
@@ -79,13 +79,8 @@ class ExactPixelAccumulator(Accumulator):
     def update(self, scores: Any, labels: Any, frame_id: Any = None) -> None:
         """Add one frame: ``scores`` float16/32/64 map, ``labels`` uint8 0/1/255 of the same shape."""
         where = self._frame_name(frame_id)
-        s, lab = to_numpy(scores), to_numpy(labels)
-        if s.shape != lab.shape:
-            raise MetricInputError(
-                f"{where}: scores shape {tuple(s.shape)} differs from labels shape {tuple(lab.shape)}")
-        if s.dtype.kind != "f":
-            raise MetricInputError(f"{where}: scores must be floating point, got dtype {s.dtype}")
-        self.store.add(self._prepare(s), check_binary_labels(lab, where), where)
+        s, lab = check_pair(scores, labels, where, check_finite=False)
+        self.store.add(self._prepare(s), lab, where)
         self._num_updates += 1
 
     def compute(self) -> dict[str, Any]:

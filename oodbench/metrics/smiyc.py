@@ -39,7 +39,7 @@ import numpy as np
 
 from ._base import Accumulator, MetricInputError
 from ._curves import F16_CODES_ASC, F16_NONFINITE, F16_VALUES_ASC, fold_f16
-from ._inputs import check_binary_labels, label_counts, to_numpy
+from ._inputs import check_pair, label_counts
 from ._np1sort import np1_argsort_at
 
 __all__ = ["SmiycPixelAccumulator", "frame_bins"]
@@ -182,13 +182,7 @@ class SmiycPixelAccumulator(Accumulator):
             order: the frame's position in the split (optional; see the module notes).
         """
         where = self._frame_name(frame_id)
-        s, lab = to_numpy(scores), to_numpy(labels)
-        if s.shape != lab.shape:
-            raise MetricInputError(
-                f"{where}: scores shape {tuple(s.shape)} differs from labels shape {tuple(lab.shape)}")
-        if s.dtype.kind != "f":
-            raise MetricInputError(f"{where}: scores must be floating point, got dtype {s.dtype}")
-        lab = check_binary_labels(lab, where)
+        s, lab = check_pair(scores, labels, where, check_finite=False)
         label_counts(lab.reshape(-1), where)
         thr, tp, fp, n_pos, n_neg = frame_bins(s, lab, where)
         self._thr.append(thr)

@@ -46,8 +46,12 @@ def _args(out: Path, data, batch: int) -> list[str]:
 
 
 def _run(cmd: list[str]) -> None:
+    import tempfile
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    # cwd outside the checkout: `python -m` puts the cwd first on sys.path, where the source folder
+    # oodbench/ would shadow an installed wheel (style.md §9, finding 5)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tempfile.gettempdir())
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
 
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ._io import check_same_size, read_image, read_label
 from .base import Split
 
 __all__ = ["FrameRecord", "IndexedSplit"]
@@ -49,6 +52,20 @@ class IndexedSplit(Split):
             return self._index[frame_id]
         except KeyError:
             raise KeyError(f"{self.name}: no frame {frame_id!r} under {self.root}") from None
+
+    def _image(self, rec: FrameRecord) -> np.ndarray:
+        """The frame's RGB image (adapters that compose images, e.g. FS Static, override this)."""
+        return read_image(rec.image)
+
+    def read_pair(self, frame_id: str) -> tuple[FrameRecord, np.ndarray, np.ndarray]:
+        """``(record, RGB image, raw label map)`` of a labelled frame, sizes checked (errors name the files)."""
+        rec = self.record(frame_id)
+        if rec.label is None:
+            raise KeyError(f"{self.name}: frame {frame_id!r} has no public label")
+        image = self._image(rec)
+        raw = read_label(rec.label)
+        check_same_size(image, raw, rec.image, rec.label)
+        return rec, image, raw
 
     def _meta(self, rec: FrameRecord) -> dict[str, Any]:
         meta = {"image_path": str(rec.image)}

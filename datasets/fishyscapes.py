@@ -38,7 +38,7 @@ import numpy as np
 from oodbench.contracts import ContractError, Frame
 
 from ._indexed import FrameRecord, IndexedSplit
-from ._io import check_raw_values, check_same_size, read_image, read_label, require_dir, require_file
+from ._io import check_raw_values, read_image, require_dir, require_file
 from ._laf import LAF_IMAGE_EXTS, LAF_IMAGE_SUFFIX, RE_LAF_ID, laf_image_path
 from .base import DataLayoutError, register_split
 
@@ -141,15 +141,8 @@ class _Fishyscapes(IndexedSplit):
         return index
 
     # -- loading ----------------------------------------------------------------------------
-    def _image(self, rec: FrameRecord) -> np.ndarray:
-        return read_image(rec.image)
-
     def load(self, frame_id: str) -> Frame:
-        rec = self.record(frame_id)
-        assert rec.label is not None
-        image = self._image(rec)
-        label = read_label(rec.label)
-        check_same_size(image, label, rec.image, rec.label)
+        rec, image, label = self.read_pair(frame_id)
         check_raw_values(label, (0, 1, 255), rec.label, _FS_ENCODING)
         return Frame(frame_id, image, label, meta=self._meta(rec))
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from oodbench.contracts import Frame
 
 from ._indexed import FrameRecord, IndexedSplit
-from ._io import check_raw_values, check_same_size, lookup_table, read_image, read_label, require_dir, require_file
+from ._io import check_raw_values, lookup_table, require_dir, require_file
 from .base import DataLayoutError, register_split
 
 __all__ = ["RoadAnomaly", "RA_OFFICIAL_LUT"]
@@ -111,11 +111,7 @@ class RoadAnomaly(IndexedSplit):
         }
 
     def load(self, frame_id: str) -> Frame:
-        rec = self.record(frame_id)
-        assert rec.label is not None
-        image = read_image(rec.image)
-        raw = read_label(rec.label)
-        check_same_size(image, raw, rec.image, rec.label)
+        rec, image, raw = self.read_pair(frame_id)
         if rec.meta["layout"] == "official":
             check_raw_values(raw, (0, 1, 2), rec.label, "0 (background), 1 (road), 2 (anomaly)")
             label = RA_OFFICIAL_LUT[raw]

@@ -255,9 +255,5 @@ class LostAndFoundNoKnown(IndexedSplit):
         return index
 
     def load(self, frame_id: str) -> Frame:
-        rec = self.record(frame_id)
-        assert rec.label is not None
-        image = read_image(rec.image)
-        raw = read_label(rec.label)
-        check_same_size(image, raw, rec.image, rec.label)
+        rec, image, raw = self.read_pair(frame_id)
         return Frame(frame_id, image, LAF_LUT[raw], meta=self._meta(rec))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from oodbench.contracts import Frame
 
 from ._indexed import FrameRecord, IndexedSplit
-from ._io import check_raw_values, check_same_size, lookup_table, read_image, read_label, require_dir, require_file
+from ._io import check_raw_values, lookup_table, require_dir, require_file
 from .base import DataLayoutError, register_split
 
 __all__ = ["SH_ANOMALY_LUT", "SH_SEMANTIC_LUT", "SH_TOWNS", "StreetHazardsTest"]
@@ -107,10 +107,6 @@ class StreetHazardsTest(IndexedSplit):
         return index
 
     def load(self, frame_id: str) -> Frame:
-        rec = self.record(frame_id)
-        assert rec.label is not None
-        image = read_image(rec.image)
-        raw = read_label(rec.label)
-        check_same_size(image, raw, rec.image, rec.label)
+        rec, image, raw = self.read_pair(frame_id)
         check_raw_values(raw, range(1, 15), rec.label, _SH_ENCODING)
         return Frame(frame_id, image, SH_ANOMALY_LUT[raw], SH_SEMANTIC_LUT[raw], meta=self._meta(rec))

@@ -15,7 +15,8 @@ from pycocotools.coco import COCO
 
 from oodbench.datasets.synth import SynthExistsError, TRAIN_IDS_PRESENT, generate, read_manifest
 from oodbench.datasets.synth.command import add_synth_parser
-from oodbench.datasets.synth.world import CS_LABEL_ID_LUT, WORLD_CLASSES, cityscapes_label_to_train_lut
+from oodbench.datasets.cityscapes import label_id_to_train_id_lut
+from oodbench.datasets.synth.world import CS_LABEL_ID_LUT, WORLD_CLASSES
 
 SMALL = dict(size=(64, 128), n_train=4, n_val=4, n_coco=13, n_per_split=2)
 
@@ -170,7 +171,7 @@ def test_fishyscapes_static_overlay_rebuilds_the_pasted_image(synth_root):
 def test_training_data_never_contains_the_anomaly_class(synth_root):
     """Label id 0 ('unlabeled') is what the anomaly class maps to; no training label may hold it."""
     assert CS_LABEL_ID_LUT[WORLD_CLASSES[-1].id] == 0 and 0 not in CS_LABEL_ID_LUT[:len(WORLD_CLASSES) - 1]
-    lut = cityscapes_label_to_train_lut()
+    lut = label_id_to_train_id_lut()
     seen: set[int] = set()
     for p in sorted((synth_root / "cityscapes/gtFine").glob("*/*/*_gtFine_labelIds.png")):
         ids = _png(p)

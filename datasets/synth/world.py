@@ -18,6 +18,8 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 from cityscapesscripts.helpers.labels import name2label as _CS_NAME2LABEL
 
+from ..cityscapes import label_id_to_train_id_lut
+
 __all__ = [
     "SYNTH_VERSION",
     "WorldClass",
@@ -28,7 +30,6 @@ __all__ = [
     "CS_TRAIN_ID_LUT",
     "SH_RAW_LUT",
     "TRAIN_IDS_PRESENT",
-    "cityscapes_label_to_train_lut",
     "cityscapes_color_lut",
     "CS_TRAIN_CITIES",
     "CS_VAL_CITIES",
@@ -96,15 +97,6 @@ def _lut(values: list[int]) -> np.ndarray:
 CS_LABEL_ID_LUT = _lut([_CS_NAME2LABEL[c.cityscapes].id for c in WORLD_CLASSES])
 
 
-def cityscapes_label_to_train_lut() -> np.ndarray:
-    """Cityscapes label id (0..255) -> train id, 255 for ignored/unknown ids (cityscapesscripts)."""
-    lut = np.full(256, 255, np.uint8)
-    for lab in _CS_LABELS:
-        if 0 <= lab.id < 256 and 0 <= lab.trainId < 255:
-            lut[lab.id] = lab.trainId
-    return lut
-
-
 def cityscapes_color_lut() -> np.ndarray:
     """Cityscapes label id -> RGB colour of ``*_gtFine_color.png`` (cityscapesscripts)."""
     lut = np.zeros((256, 3), np.uint8)
@@ -115,7 +107,7 @@ def cityscapes_color_lut() -> np.ndarray:
 
 
 #: internal id -> Cityscapes train id (255 = ignore); the anomaly class maps to 255 as well
-CS_TRAIN_ID_LUT = cityscapes_label_to_train_lut()[CS_LABEL_ID_LUT]
+CS_TRAIN_ID_LUT = label_id_to_train_id_lut()[CS_LABEL_ID_LUT]  # the reader's own table
 CS_TRAIN_ID_LUT[ANOMALY] = 255
 
 #: internal id -> StreetHazards raw annotation value

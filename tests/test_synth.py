@@ -72,13 +72,35 @@ def test_force_replaces_a_synthetic_tree_atomically(tmp_path):
 def test_cli_handler(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_synth_parser(parser.add_subparsers())
-    args = parser.parse_args(["synth", "--out", str(tmp_path / "s"), "--seed", "7", "--size", "64x128"])
+    args = parser.parse_args(["synth", "--out", str(tmp_path / "s"), "--seed", "7", "--size", "64x128",
+                              "--obstacle-val", "3"])
     assert args.size == (64, 128)
     assert args.func(args) == 0
     assert read_manifest(tmp_path / "s")["generator"].endswith("seed=7")
+    assert read_manifest(tmp_path / "s")["counts"]["smiyc-obstacle-val"] == 3
     assert "synthetic benchmark ready" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["synth", "--out", "x", "--size", "big"])
+
+
+def test_obstacle_validation_frames_are_numbered_and_kept_as_in_the_release(tmp_path):
+    from oodbench.datasets import get_split
+    from oodbench.datasets.synth.benchmarks import obstacle_val_numbers
+
+    # the official rule drops validation_19 and validation_21..29, so 30 frames are 1..18, 20, 30..40
+    assert obstacle_val_numbers(30) == list(range(1, 19)) + [20] + list(range(30, 41))
+    few = generate(tmp_path / "few", seed=3, **SMALL)
+    many = generate(tmp_path / "many", seed=3, n_obstacle_val=21, **SMALL)
+    assert read_manifest(many)["counts"]["smiyc-obstacle-val"] == 21
+    ids = get_split("smiyc-obstacle-val", many).frame_ids()
+    assert ids == sorted(f"validation_{n}" for n in obstacle_val_numbers(21))
+    # each frame's randomness is keyed by its number: more frames leave the others byte-identical
+    a, b = _hashes(few), _hashes(many)
+    shared = [k for k in a if k.startswith("dataset_ObstacleTrack/")]
+    assert len(shared) < len([k for k in b if k.startswith("dataset_ObstacleTrack/")])
+    assert all(a[k] == b[k] for k in shared)
+    with pytest.raises(ValueError, match="n_obstacle_val"):
+        generate(tmp_path / "none", seed=3, n_obstacle_val=0, **SMALL)
 
 
 def test_manifest_contract(synth_root):

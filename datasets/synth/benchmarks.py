@@ -19,6 +19,7 @@ from .writers import TreeWriter
 __all__ = [
     "write_anomaly_track",
     "write_obstacle_track",
+    "obstacle_val_numbers",
     "write_lost_and_found",
     "write_fishyscapes_static",
     "write_road_anomaly",
@@ -80,19 +81,39 @@ def _obstacle_scene(rng, h, w, road_style: str, n_obstacles: int):
     return sc
 
 
+def obstacle_val_numbers(n_val: int) -> list[int]:
+    """The ``N`` of the first ``n_val`` ids ``validation_N`` (``N = 1, 2, ...``) that the official
+    ObstacleTrack-validation rule keeps (it drops ids starting with ``validation_19`` or
+    ``validation_21`` ... ``validation_29``, :data:`~oodbench.datasets.smiyc.OBSTACLE_VAL_EXCLUDED_PREFIXES`):
+    1..18, 20, 30, 31, ...  With ``n_val = 30`` these are the 30 labelled frames of the release."""
+    from ..smiyc import OBSTACLE_VAL_EXCLUDED_PREFIXES
+
+    if n_val < 0:
+        raise ValueError(f"n_val must be >= 0, got {n_val}")
+    out, n = [], 0
+    while len(out) < n_val:
+        n += 1
+        if not f"validation_{n}".startswith(OBSTACLE_VAL_EXCLUDED_PREFIXES):
+            out.append(n)
+    return out
+
+
 def write_obstacle_track(wr: TreeWriter, seed: int, size: tuple[int, int], n_val: int) -> dict:
     """``dataset_ObstacleTrack/{images/<fid>.webp, labels_masks/<fid>_labels_semantic{,_color}.png}``.
 
-    Validation ids ``validation_1..n`` plus the officially excluded ``validation_19/21/25``
-    (labelled, on disk, outside the split); test ids ``<scene>_<NNNNNN>`` with hidden labels,
-    including a ``snowstorm1`` and a ``driveway`` (night) frame that the test split excludes.
+    Validation: ``n_val`` frames numbered as in the release (:func:`obstacle_val_numbers`) plus the
+    officially excluded ``validation_19/21/25`` (labelled, on disk, outside the split); each frame's
+    randomness is keyed by its number, so a larger ``n_val`` adds frames without changing the others.
+    Test ids ``<scene>_<NNNNNN>`` with hidden labels, including a ``snowstorm1`` and a ``driveway``
+    (night) frame that the test split excludes.
     """
     h, w = size
     base = "dataset_ObstacleTrack"
-    val = [f"validation_{n}" for n in list(range(1, n_val + 1)) + list(OBSTACLE_EXCLUDED_VAL)]
+    kept = obstacle_val_numbers(n_val)
     test = [(f"{scene}_{1:06d}", style) for scene, style in OBSTACLE_TEST_SCENES.items()]
-    for j, fid in enumerate(val):
-        rng = np.random.default_rng([seed, KEY_OT, j])
+    for n in kept + list(OBSTACLE_EXCLUDED_VAL):
+        fid = f"validation_{n}"
+        rng = np.random.default_rng([seed, KEY_OT, n])
         sc = _obstacle_scene(rng, h, w, "asphalt", int(rng.integers(1, 4)))
         label = np.full((h, w), 255, np.uint8)  # everything off the road is void
         label[np.isin(sc.cls, (ROAD, LANE))] = 0
@@ -111,7 +132,8 @@ def write_obstacle_track(wr: TreeWriter, seed: int, size: tuple[int, int], n_val
         wr.image(f"{base}/images/{fid}.webp", R.to_uint8(img))
     out_test = [fid for fid, _ in test if fid.split("_")[0] in ("snowstorm1", "snowstorm2", "driveway")]
     return {"counts": {"smiyc-obstacle-val": n_val, "smiyc-obstacle-test": len(test) - len(out_test)},
-            "excluded_on_disk": {"smiyc-obstacle-val": val[n_val:], "smiyc-obstacle-test": out_test}}
+            "excluded_on_disk": {"smiyc-obstacle-val": [f"validation_{n}" for n in OBSTACLE_EXCLUDED_VAL],
+                                 "smiyc-obstacle-test": out_test}}
 
 
 #: Lost & Found frames written: (LAF split, scene, sequence, frame).  Real scene names; the

@@ -37,6 +37,8 @@ def add_synth_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="data root to create")
     p.add_argument("--seed", type=int, default=0, help="non-negative seed (default 0)")
     p.add_argument("--size", type=_size, default=(128, 256), help="HxW of the 2:1 frames (default 128x256)")
+    p.add_argument("--obstacle-val", type=int, default=None, metavar="N",
+                   help="labelled ObstacleTrack validation frames (default: as many as the other validation splits, 8)")
     p.add_argument("--force", action="store_true", help="replace an existing synthetic tree of another seed/size")
     p.set_defaults(func=run_synth)
     return p
@@ -48,7 +50,8 @@ def run_synth(args: argparse.Namespace) -> int:
         print("error: --seed must be >= 0", file=sys.stderr)
         return 2
     try:
-        out = generate(args.out, seed=args.seed, size=args.size, force=args.force, log=print)
+        out = generate(args.out, seed=args.seed, size=args.size, n_obstacle_val=args.obstacle_val,
+                       force=args.force, log=print)
     except SynthExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: generator version (part of the manifest ``generator`` string)
-SYNTH_VERSION = "1.1"
+SYNTH_VERSION = "1.2"
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,10 @@ import torch
 
 from .evaluate import evaluate_split
 from .results import Result, save_result
+from .segmenters.base import IMAGENET_MEAN, IMAGENET_STD
 from .store import PredictionStore
 
 __all__ = ["RunConfig", "predict_split", "run_method", "IMAGENET_MEAN", "IMAGENET_STD", "StaleRunError"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class StaleRunError(ValueError):

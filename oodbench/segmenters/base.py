@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "CITYSCAPES_MEAN",
-    "CITYSCAPES_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_LABEL_IDS",
     "PretrainedCfg",
@@ -31,8 +31,9 @@ __all__ = [
 ]
 
 #: ImageNet statistics, used by NVIDIA sdcnet, VainF and RPL (``rpl-official.md`` §2.4).
-CITYSCAPES_MEAN = (0.485, 0.456, 0.406)
-CITYSCAPES_STD = (0.229, 0.224, 0.225)
+#: The one copy in oodbench: the runner, the training transforms and every segmenter config use it.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 #: The 19 Cityscapes evaluation classes in train-id order.
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
@@ -65,8 +66,8 @@ class PretrainedCfg:
 
     name: str
     tag: str = ""
-    mean: tuple[float, float, float] = CITYSCAPES_MEAN
-    std: tuple[float, float, float] = CITYSCAPES_STD
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     num_classes: int = 19
     label_names: tuple[str, ...] = CITYSCAPES_CLASSES
     label_ids: tuple[int, ...] = CITYSCAPES_LABEL_IDS

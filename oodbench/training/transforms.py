@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..segmenters.base import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -25,8 +27,6 @@ __all__ = [
     "pad_or_center_crop",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IGNORE_LABEL = 255
 
 

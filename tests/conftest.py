@@ -78,3 +78,73 @@ def fixture_tree(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def shared_dir() -> Path | None:
     return SHARED if SHARED.is_dir() else None
+
+
+class CompatGolden:
+    """``tests/data/compat``: the official checkpoint manifests and the golden outputs of the official
+    model classes (copies of ``../shared/compat``, provenance in its README), with the checks every
+    loader test applies to them."""
+
+    dir = ROOT / "tests" / "data" / "compat"
+    shared = SHARED / "compat"
+    #: float64 sum of the golden input ``default_rng(1).standard_normal((1, 3, 96, 160))`` in float32
+    input_sum = -416.74429652075924
+    #: parity tolerance: ``max|ours - golden| <= tol * max|golden|`` (the issues' 1e-4)
+    tol = 1e-4
+    #: compat/README.md "Check values for recipe v2": conv sum of squares, BN running_var sum,
+    #: sum of all drawn floats
+    recipe_checks = {
+        "nvidia_wrn38_deeplabv3plus_cityscapes_best": (34061.36924, 19416.339, 41203.14207),
+        "vainf_deeplabv3plus_mobilenet_os16": (17696.13291, 15881.15771, 33656.56305),
+        "vainf_deeplabv3plus_resnet101_os16": (54507.54438, 48945.86897, 103706.1077),
+        "rpl_corocl_rev3": (36204.06824, 20535.00581, 43549.02093),
+        "rpl_res": (35900.17528, 20549.12262, 43592.42022),
+    }
+
+    def manifest(self, name: str) -> dict:
+        from oodbench.segmenters.recipe import load_manifest
+
+        return load_manifest(self.dir / f"{name}.json")
+
+    def input(self):
+        import numpy as np
+        import torch
+
+        x = np.random.default_rng(1).standard_normal((1, 3, 96, 160)).astype(np.float32)
+        assert float(x.astype(np.float64).sum()) == pytest.approx(self.input_sum, rel=0, abs=1e-9)
+        return torch.from_numpy(x)
+
+    def load(self, name: str) -> dict:
+        import numpy as np
+
+        z = np.load(self.dir / "golden" / f"golden_{name}.npz")
+        assert float(z["input_sum"]) == pytest.approx(self.input_sum, abs=1e-9)
+        assert list(z["input_shape"]) == [1, 3, 96, 160]
+        assert int(z["weight_seed"]) == 0 and int(z["input_seed"]) == 1
+        return {k: z[k] for k in z.files}
+
+    def assert_parity(self, ours, golden, what: str) -> float:
+        import numpy as np
+
+        ours = ours.detach().float().numpy()
+        assert ours.shape == golden.shape, f"{what}: shape {ours.shape} vs golden {golden.shape}"
+        rel = float(np.abs(ours - golden).max() / np.abs(golden).max())
+        assert rel <= self.tol, f"{what}: max|ours - golden| = {rel:.3g} x max|golden| (tolerance {self.tol})"
+        return rel
+
+    def check_recipe(self, manifest: dict, state_dict) -> None:
+        """The recipe-drawn weights are the ones the golden outputs were computed with."""
+        from oodbench.segmenters.recipe import recipe_check_values
+
+        conv_sumsq, bn_var, total = self.recipe_checks[manifest["name"]]
+        groups = recipe_check_values(state_dict)
+        assert groups["conv"]["sumsq"] == pytest.approx(conv_sumsq, rel=1e-8)
+        assert groups["bn_running_var"]["sum"] == pytest.approx(bn_var, rel=1e-7)
+        assert groups["all"]["sum"] == pytest.approx(total, rel=1e-7)
+        assert groups["all"]["elements"] == manifest["counts"]["float_elements_drawn_by_recipe"]
+
+
+@pytest.fixture(scope="session")
+def compat() -> CompatGolden:
+    """Manifests, golden outputs and parity checks of ``tests/data/compat``."""
+    return CompatGolden()

@@ -42,9 +42,9 @@ class DemoConfig:
     progress: bool = True
     #: torch CPU threads; pinned so the printed numbers do not depend on the core count
     threads: int = 2
-    #: labelled ObstacleTrack validation frames: the release's 30 (its obstacles are small, so with
-    #: the 8 frames of the other splits one low-contrast object decided the pooled FPR95)
-    obstacle_val: int = 30
+    #: frame counts of the synthetic validation splits: the released ones (AnomalyTrack 10,
+    #: ObstacleTrack 30, FS Static 30); with 8 frames one low-contrast object could decide a pooled FPR95
+    split_sizes: dict[str, int] = field(default_factory=lambda: dict(_official_sizes()))
     seg_iters: int = 300
     seg_batch: int = 8
     seg_crop: tuple[int, int] = (128, 256)
@@ -62,16 +62,23 @@ class DemoConfig:
         """What a stage's output depends on (its own settings and those of the stages before it)."""
         from oodbench.datasets.synth import SYNTH_VERSION
 
+        data = ("seed", "split_sizes")
+        segmenter = data + ("seg_iters", "seg_batch", "seg_crop", "seg_lr")
         keep = {
-            "data": ("seed", "obstacle_val"),
-            "segmenter": ("seed", "seg_iters", "seg_batch", "seg_crop", "seg_lr"),
-            "coco": ("seed",),
-            "rpl": ("seed", "seg_iters", "seg_batch", "seg_crop", "seg_lr", "rpl_iters", "rpl_batch",
-                    "rpl_crop", "rpl_lr", "rpl_paste_scales"),
+            "data": data,
+            "segmenter": segmenter,
+            "coco": data,
+            "rpl": segmenter + ("rpl_iters", "rpl_batch", "rpl_crop", "rpl_lr", "rpl_paste_scales"),
         }[stage]
         d = asdict(self)
         key = {"synth_version": SYNTH_VERSION, **{k: d[k] for k in keep}}
         return json.loads(json.dumps(key))  # tuples -> lists, as stored
+
+
+def _official_sizes() -> dict[str, int]:
+    from oodbench.datasets.synth import OFFICIAL_VALIDATION_SIZES
+
+    return OFFICIAL_VALIDATION_SIZES
 
 
 class _Stages:
@@ -120,7 +127,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
 
     if stages.done("data") is None or not data.is_dir():
         # a tree from another oodbench version / seed is replaced, and so is everything built on it
-        stages.timed("data", lambda: generate(data, seed=cfg.seed, n_obstacle_val=cfg.obstacle_val, force=True))
+        stages.timed("data", lambda: generate(data, seed=cfg.seed, split_sizes=cfg.split_sizes, force=True))
         for stale in ("predictions", "results", "plots"):
             shutil.rmtree(cfg.out / stale, ignore_errors=True)
         stages.mark("data")

@@ -78,3 +78,17 @@ def test_readme_shows_this_leaderboard(demo):
     readme = (ROOT / "README.md").read_text()
     assert mod.readme_section((out / "leaderboard.md").read_text()) in readme
     assert (ROOT / mod.OVERLAY).stat().st_size > 10_000
+
+
+def test_every_later_stage_depends_on_the_data_settings():
+    """A cached model is reused only for the data it was trained on (fast; no demo run)."""
+    from oodbench.demo import DemoConfig
+
+    base = DemoConfig()
+    assert base.split_sizes == {"smiyc-anomaly-val": 10, "smiyc-obstacle-val": 30, "fishyscapes-static-val": 30}
+    other_data = DemoConfig(split_sizes={"smiyc-obstacle-val": 8})
+    for stage in ("data", "segmenter", "coco", "rpl"):
+        assert base.stage_key(stage) != other_data.stage_key(stage), stage
+    other_rpl = DemoConfig(rpl_iters=1)
+    assert base.stage_key("segmenter") == other_rpl.stage_key("segmenter")
+    assert base.stage_key("rpl") != other_rpl.stage_key("rpl")

@@ -73,14 +73,19 @@ def test_cli_handler(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_synth_parser(parser.add_subparsers())
     args = parser.parse_args(["synth", "--out", str(tmp_path / "s"), "--seed", "7", "--size", "64x128",
-                              "--obstacle-val", "3"])
+                              "--official-sizes", "--frames", "smiyc-obstacle-val=3"])
     assert args.size == (64, 128)
     assert args.func(args) == 0
-    assert read_manifest(tmp_path / "s")["generator"].endswith("seed=7")
-    assert read_manifest(tmp_path / "s")["counts"]["smiyc-obstacle-val"] == 3
+    manifest = read_manifest(tmp_path / "s")
+    assert manifest["generator"].endswith("seed=7")
+    assert manifest["params"]["split_sizes"] == {"smiyc-anomaly-val": 10, "smiyc-obstacle-val": 3,
+                                                 "fishyscapes-static-val": 30, "streethazards-test": 4}
+    assert manifest["params"]["n_val"] == 30  # FS Static pastes onto 30 val frames
     assert "synthetic benchmark ready" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["synth", "--out", "x", "--size", "big"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["synth", "--out", "x", "--frames", "road-anomaly=3"])
 
 
 def test_obstacle_validation_frames_are_numbered_and_kept_as_in_the_release(tmp_path):
@@ -90,17 +95,33 @@ def test_obstacle_validation_frames_are_numbered_and_kept_as_in_the_release(tmp_
     # the official rule drops validation_19 and validation_21..29, so 30 frames are 1..18, 20, 30..40
     assert obstacle_val_numbers(30) == list(range(1, 19)) + [20] + list(range(30, 41))
     few = generate(tmp_path / "few", seed=3, **SMALL)
-    many = generate(tmp_path / "many", seed=3, n_obstacle_val=21, **SMALL)
-    assert read_manifest(many)["counts"]["smiyc-obstacle-val"] == 21
+    many = generate(tmp_path / "many", seed=3, split_sizes={"smiyc-obstacle-val": 21, "smiyc-anomaly-val": 3,
+                                                             "fishyscapes-static-val": 4}, **SMALL)
+    counts = read_manifest(many)["counts"]
+    assert (counts["smiyc-obstacle-val"], counts["smiyc-anomaly-val"], counts["fishyscapes-static-val"]) == (21, 3, 4)
     ids = get_split("smiyc-obstacle-val", many).frame_ids()
-    assert ids == sorted(f"validation_{n}" for n in obstacle_val_numbers(21))
-    # each frame's randomness is keyed by its number: more frames leave the others byte-identical
+    assert sorted(ids) == sorted(f"validation_{n}" for n in obstacle_val_numbers(21))
+    # frames are keyed by their id: more frames leave the others byte-identical (FS Static draws
+    # its val frames from a permutation, so only the SMIYC tracks are compared)
     a, b = _hashes(few), _hashes(many)
-    shared = [k for k in a if k.startswith("dataset_ObstacleTrack/")]
-    assert len(shared) < len([k for k in b if k.startswith("dataset_ObstacleTrack/")])
+    shared = [k for k in a if k.startswith(("dataset_ObstacleTrack/", "dataset_AnomalyTrack/"))]
+    assert len(shared) < len([k for k in b if k.startswith(("dataset_ObstacleTrack/", "dataset_AnomalyTrack/"))])
     assert all(a[k] == b[k] for k in shared)
-    with pytest.raises(ValueError, match="n_obstacle_val"):
-        generate(tmp_path / "none", seed=3, n_obstacle_val=0, **SMALL)
+
+
+def test_split_sizes_are_validated(tmp_path):
+    from oodbench.datasets.synth import OFFICIAL_VALIDATION_SIZES
+    from oodbench.datasets.synth.generate import resolve_split_sizes
+
+    assert resolve_split_sizes(8, OFFICIAL_VALIDATION_SIZES) == {
+        "smiyc-anomaly-val": 10, "smiyc-obstacle-val": 30, "fishyscapes-static-val": 30, "streethazards-test": 4}
+    with pytest.raises(ValueError, match="'road-anomaly' has no size parameter"):
+        generate(tmp_path / "x", seed=3, split_sizes={"road-anomaly": 3}, **SMALL)
+    with pytest.raises(ValueError, match=r"split_sizes\['smiyc-obstacle-val'\] must be an integer >= 1, got 0"):
+        generate(tmp_path / "x", seed=3, split_sizes={"smiyc-obstacle-val": 0}, **SMALL)
+    with pytest.raises(ValueError, match=r"n_val \(4\) must be >= the fishyscapes-static-val frame count \(5\)"):
+        generate(tmp_path / "x", seed=3, split_sizes={"fishyscapes-static-val": 5}, **SMALL)
+    assert not (tmp_path / "x").exists()
 
 
 def test_manifest_contract(synth_root):

@@ -6,11 +6,14 @@ a Cityscapes-format training set, a COCO-format outlier source and every evaluat
 StreetHazards), plus ``oodbench_manifest.json`` whose ``counts`` replace the official frame counts.
 The world's facts (classes, palettes, train ids present) live in :mod:`.world`.
 """
-from .generate import MANIFEST_NAME, SynthExistsError, generate, generator_string, read_manifest
+from .generate import (MANIFEST_NAME, OFFICIAL_VALIDATION_SIZES, SIZED_SPLITS, SynthExistsError, generate,
+                       generator_string, read_manifest)
 from .world import SYNTH_VERSION, TRAIN_IDS_PRESENT
 
 __all__ = [
     "MANIFEST_NAME",
+    "OFFICIAL_VALIDATION_SIZES",
+    "SIZED_SPLITS",
     "SYNTH_VERSION",
     "TRAIN_IDS_PRESENT",
     "SynthExistsError",

@@ -54,9 +54,9 @@ def write_anomaly_track(wr: TreeWriter, seed: int, size: tuple[int, int], n_val:
     """``dataset_AnomalyTrack/{images/<fid>.jpg, labels_masks/<fid>_labels_semantic{,_color}.png}``."""
     h, w = size
     base = "dataset_AnomalyTrack"
-    frames = [(f"validation{i:04d}", None, True) for i in range(n_val)]
-    frames += [(fid, kind, False) for fid, kind in sorted(SMIYC_ANOMALY_TEST_IDS.items())]
-    for j, (fid, kind, labelled) in enumerate(frames):
+    frames = [(f"validation{i:04d}", None, True, i) for i in range(n_val)]
+    frames += [(fid, kind, False, k) for k, (fid, kind) in enumerate(sorted(SMIYC_ANOMALY_TEST_IDS.items()))]
+    for fid, kind, labelled, j in frames:  # keyed per frame: more validation frames leave the others alone
         rng = np.random.default_rng([seed, KEY_AT_VAL if labelled else KEY_AT_TEST, j])
         sc = make_scene(rng, h, w, traffic=rng.uniform(0.2, 1.0), statics=int(rng.integers(1, 3)),
                         ego=bool(rng.random() < 0.5))

@@ -13,7 +13,7 @@ import sys
 
 from ..coco import add_prepare_parser, run_prepare
 from ..download import add_download_parser, run_download
-from .generate import SynthExistsError, generate
+from .generate import OFFICIAL_VALIDATION_SIZES, SIZED_SPLITS, SynthExistsError, generate
 
 __all__ = ["add_synth_parser", "run_synth", "add_prepare_parser", "run_prepare", "add_download_parser",
            "run_download"]
@@ -27,6 +27,14 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _split_size(text: str) -> tuple[str, int]:
+    name, sep, n = text.partition("=")
+    if not sep or name not in SIZED_SPLITS or not n.isdigit() or int(n) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected SPLIT=N with SPLIT one of {', '.join(SIZED_SPLITS)} and N >= 1, got {text!r}")
+    return name, int(n)
+
+
 def add_synth_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``synth`` on an ``argparse`` sub-parser collection; the handler is ``args.func``."""
     p = subparsers.add_parser(
@@ -37,8 +45,11 @@ def add_synth_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="data root to create")
     p.add_argument("--seed", type=int, default=0, help="non-negative seed (default 0)")
     p.add_argument("--size", type=_size, default=(128, 256), help="HxW of the 2:1 frames (default 128x256)")
-    p.add_argument("--obstacle-val", type=int, default=None, metavar="N",
-                   help="labelled ObstacleTrack validation frames (default: as many as the other validation splits, 8)")
+    p.add_argument("--official-sizes", action="store_true",
+                   help="validation splits with the released frame counts: "
+                        + ", ".join(f"{k} {v}" for k, v in OFFICIAL_VALIDATION_SIZES.items()) + " (default: 8 each)")
+    p.add_argument("--frames", type=_split_size, action="append", default=[], metavar="SPLIT=N",
+                   help=f"frame count of one split (repeatable; {', '.join(SIZED_SPLITS)}; StreetHazards per town)")
     p.add_argument("--force", action="store_true", help="replace an existing synthetic tree of another seed/size")
     p.set_defaults(func=run_synth)
     return p
@@ -50,9 +61,9 @@ def run_synth(args: argparse.Namespace) -> int:
         print("error: --seed must be >= 0", file=sys.stderr)
         return 2
     try:
-        out = generate(args.out, seed=args.seed, size=args.size, n_obstacle_val=args.obstacle_val,
-                       force=args.force, log=print)
-    except SynthExistsError as exc:
+        sizes = {**(OFFICIAL_VALIDATION_SIZES if args.official_sizes else {}), **dict(args.frames)}
+        out = generate(args.out, seed=args.seed, size=args.size, split_sizes=sizes, force=args.force, log=print)
+    except (SynthExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"synthetic benchmark ready: {out} (use --data-root {out} or OODBENCH_DATA={out})")

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import PIL
@@ -25,7 +25,8 @@ from .training import write_cityscapes, write_coco
 from .world import SYNTH_VERSION, TRAIN_IDS_PRESENT
 from .writers import TreeWriter
 
-__all__ = ["generate", "generator_string", "read_manifest", "MANIFEST_NAME", "SynthExistsError"]
+__all__ = ["generate", "generator_string", "read_manifest", "resolve_split_sizes", "MANIFEST_NAME",
+           "OFFICIAL_VALIDATION_SIZES", "SIZED_SPLITS", "SynthExistsError"]
 
 MANIFEST_NAME = "oodbench_manifest.json"
 
@@ -60,9 +61,19 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
     return doc if isinstance(doc, dict) and doc.get("synthetic") is True else None
 
 
+#: the splits whose frame count is a parameter (everything else has a fixed, hand-picked frame list)
+SIZED_SPLITS = ("smiyc-anomaly-val", "smiyc-obstacle-val", "fishyscapes-static-val", "streethazards-test")
+
+#: frame counts of the released validation splits (``benchmarks.md`` §1.0), for
+#: ``split_sizes=OFFICIAL_VALIDATION_SIZES``: pooled metrics over a handful of frames hang on one or
+#: two objects (on 8 ObstacleTrack frames one grey animal set every method's 95 %-TPR threshold)
+OFFICIAL_VALIDATION_SIZES = {"smiyc-anomaly-val": 10, "smiyc-obstacle-val": 30, "fishyscapes-static-val": 30}
+
+
 def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = (128, 256), *,
-             n_train: int = 150, n_val: int = 24, n_coco: int = 48, n_per_split: int = 8,
-             n_obstacle_val: int | None = None, force: bool = False, log: Callable[[str], None] | None = None) -> Path:
+             n_train: int = 150, n_val: int | None = None, n_coco: int = 48, n_per_split: int = 8,
+             split_sizes: Mapping[str, int] | None = None, force: bool = False,
+             log: Callable[[str], None] | None = None) -> Path:
     """Write the synthetic benchmark under ``out_dir`` and return ``out_dir``.
 
     Args:
@@ -70,12 +81,14 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = 
         seed: non-negative integer; the only source of randomness.
         size: ``(H, W)`` of the 2:1 frames (Cityscapes, Lost & Found, AnomalyTrack); the 16:9
             benchmarks (ObstacleTrack, RoadAnomaly, StreetHazards) use ``(round(W*9/16), W)``.
-        n_train / n_val: Cityscapes-format train / val images.
+        n_train / n_val: Cityscapes-format train / val images (``n_val`` default: 24, or the FS
+            Static frame count when that is larger, since FS Static pastes onto val frames).
         n_coco: COCO-format images (about 60 % survive the outlier filter).
-        n_per_split: labelled frames of SMIYC AnomalyTrack validation and FS Static (and of
-            ObstacleTrack validation unless ``n_obstacle_val`` is given).
-        n_obstacle_val: labelled ObstacleTrack validation frames (the release has 30; its obstacles
-            are small, so a pooled FPR95 over a handful of frames hangs on one or two objects).
+        n_per_split: default frame count of SMIYC AnomalyTrack / ObstacleTrack validation and FS
+            Static (StreetHazards gets ``n_per_split // 2`` per town).
+        split_sizes: frame counts per split of :data:`SIZED_SPLITS` overriding ``n_per_split``
+            (e.g. :data:`OFFICIAL_VALIDATION_SIZES`); StreetHazards counts frames per town.
+            Frames are keyed by their id, so a larger count adds frames and keeps the others.
         force: replace an existing *synthetic* tree of another seed/version/size (a folder
             without a synthetic manifest is never deleted).
         log: optional callable receiving progress lines.
@@ -89,13 +102,12 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = 
     h, w = (int(s) for s in size)
     if h < 64 or w < 64:
         raise ValueError(f"size must be at least 64x64, got {h}x{w}")
-    if n_val < n_per_split:
-        raise ValueError(f"n_val ({n_val}) must be >= n_per_split ({n_per_split}): FS Static pastes onto val frames")
-    n_obstacle_val = n_per_split if n_obstacle_val is None else int(n_obstacle_val)
-    if n_obstacle_val < 1:
-        raise ValueError(f"n_obstacle_val must be >= 1, got {n_obstacle_val}")
-    params = {"size": [h, w], "n_train": n_train, "n_val": n_val, "n_coco": n_coco, "n_per_split": n_per_split,
-              "n_obstacle_val": n_obstacle_val}
+    sizes = resolve_split_sizes(n_per_split, split_sizes)
+    n_val = max(24, sizes["fishyscapes-static-val"]) if n_val is None else int(n_val)
+    if n_val < sizes["fishyscapes-static-val"]:
+        raise ValueError(f"n_val ({n_val}) must be >= the fishyscapes-static-val frame count "
+                         f"({sizes['fishyscapes-static-val']}): FS Static pastes onto val frames")
+    params = {"size": [h, w], "n_train": n_train, "n_val": n_val, "n_coco": n_coco, "split_sizes": sizes}
     out = Path(out_dir).expanduser().absolute()
     say = log or (lambda _msg: None)
     existing = read_manifest(out) if out.is_dir() else None
@@ -123,6 +135,20 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = 
     return out
 
 
+def resolve_split_sizes(n_per_split: int, split_sizes: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Frame count per split of :data:`SIZED_SPLITS` (StreetHazards: per town); unknown names and
+    counts below 1 are errors."""
+    sizes = {name: int(n_per_split) for name in SIZED_SPLITS}
+    sizes["streethazards-test"] = max(int(n_per_split) // 2, 1)
+    for name, n in (split_sizes or {}).items():
+        if name not in sizes:
+            raise ValueError(f"split_sizes: {name!r} has no size parameter; sized splits: {', '.join(SIZED_SPLITS)}")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"split_sizes[{name!r}] must be an integer >= 1, got {n!r}")
+        sizes[name] = int(n)
+    return sizes
+
+
 def _write_all(root: Path, seed: int, size: tuple[int, int], params: dict, say) -> dict:
     h, w = size
     wide = (int(round(w * 9 / 16)), w)
@@ -139,12 +165,13 @@ def _write_all(root: Path, seed: int, size: tuple[int, int], params: dict, say) 
     say("coco-format outlier source")
     coco_stats = write_coco(wr, seed, params["n_coco"])
     say("evaluation splits")
-    add(write_anomaly_track(wr, seed, size, params["n_per_split"]))
-    add(write_obstacle_track(wr, seed, wide, params["n_obstacle_val"]))
+    sizes = params["split_sizes"]
+    add(write_anomaly_track(wr, seed, size, sizes["smiyc-anomaly-val"]))
+    add(write_obstacle_track(wr, seed, wide, sizes["smiyc-obstacle-val"]))
     add(write_lost_and_found(wr, seed, size))
-    add(write_fishyscapes_static(wr, seed, val_frames, params["n_per_split"]))
+    add(write_fishyscapes_static(wr, seed, val_frames, sizes["fishyscapes-static-val"]))
     add(write_road_anomaly(wr, seed, wide))
-    add(write_streethazards(wr, seed, wide, params["n_per_split"] // 2))
+    add(write_streethazards(wr, seed, wide, sizes["streethazards-test"]))
     manifest = {
         "synthetic": True,
         "generator": generator_string(seed),

@@ -88,7 +88,9 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = 
             Static (StreetHazards gets ``n_per_split // 2`` per town).
         split_sizes: frame counts per split of :data:`SIZED_SPLITS` overriding ``n_per_split``
             (e.g. :data:`OFFICIAL_VALIDATION_SIZES`); StreetHazards counts frames per town.
-            Frames are keyed by their id, so a larger count adds frames and keeps the others.
+            SMIYC frames are keyed by their id, so a larger count there only adds frames (FS Static
+            draws its val frames by a permutation and StreetHazards numbers across towns, so
+            their frames change with the count).
         force: replace an existing *synthetic* tree of another seed/version/size (a folder
             without a synthetic manifest is never deleted).
         log: optional callable receiving progress lines.

@@ -95,32 +95,27 @@ def _insertion(v: np.ndarray, t: np.ndarray, pl: int, pr: int) -> None:
         t[j] = vi
 
 
+def _sift_down(v: np.ndarray, t: np.ndarray, a: int, i: int, n: int) -> None:
+    """Move ``t[a + i]`` down the max-heap ``t[a + 1 .. a + n]`` (keyed by ``v``), as ``aheapsort_``."""
+    tmp = t[a + i]
+    j = i << 1
+    while j <= n:
+        if j < n and v[t[a + j]] < v[t[a + j + 1]]:
+            j += 1
+        if v[tmp] < v[t[a + j]]:
+            t[a + i] = t[a + j]
+            i, j = j, j + j
+        else:
+            break
+    t[a + i] = tmp
+
+
 def _aheapsort(v: np.ndarray, t: np.ndarray, pl: int, pr: int) -> None:
     n = pr - pl + 1
     a = pl - 1                            # 1-based heap indexing: element i lives at t[a + i]
     for l in range(n >> 1, 0, -1):
-        tmp = t[a + l]
-        i, j = l, l << 1
-        while j <= n:
-            if j < n and v[t[a + j]] < v[t[a + j + 1]]:
-                j += 1
-            if v[tmp] < v[t[a + j]]:
-                t[a + i] = t[a + j]
-                i, j = j, j + j
-            else:
-                break
-        t[a + i] = tmp
+        _sift_down(v, t, a, l, n)
     while n > 1:
-        tmp = t[a + n]
-        t[a + n] = t[a + 1]
+        t[a + 1], t[a + n] = t[a + n], t[a + 1]
         n -= 1
-        i, j = 1, 2
-        while j <= n:
-            if j < n and v[t[a + j]] < v[t[a + j + 1]]:
-                j += 1
-            if v[tmp] < v[t[a + j]]:
-                t[a + i] = t[a + j]
-                i, j = j, j + j
-            else:
-                break
-        t[a + i] = tmp
+        _sift_down(v, t, a, 1, n)

@@ -32,6 +32,7 @@ from .base import DataLayoutError
 
 __all__ = [
     "EXCLUDED_CATEGORIES",
+    "MASK_DIR",
     "CocoOutliers",
     "add_prepare_parser",
     "find_coco_root",
@@ -41,6 +42,7 @@ __all__ = [
 
 #: Meta-OoD's excluded COCO class names (Cityscapes-like objects)
 EXCLUDED_CATEGORIES = ("person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light", "stop sign")
+#: where ``prepare_coco_ood`` writes the 0/254 masks, relative to the COCO root
 MASK_DIR = Path("annotations") / "ood_seg_train2017"
 ANNOTATIONS = Path("annotations") / "instances_train2017.json"
 

@@ -88,9 +88,10 @@ class _Stages:
         self.cfg, self.log = cfg, log
         self.dir = cfg.out / ".stages"
 
-    def done(self, name: str) -> dict[str, Any] | None:
+    def done(self, name: str, *outputs: Path) -> dict[str, Any] | None:
+        """The stage's record if it ran with the current settings and its ``outputs`` still exist."""
         path = self.dir / f"{name}.json"
-        if not path.is_file():
+        if not path.is_file() or not all(p.exists() for p in outputs):
             return None
         info = json.loads(path.read_text())
         return info if info.get("key") == self.cfg.stage_key(name) else None
@@ -125,7 +126,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
     # 1. data -------------------------------------------------------------------------------
     from oodbench.datasets.synth import generate
 
-    if stages.done("data") is None or not data.is_dir():
+    if stages.done("data", data) is None:
         # a tree from another oodbench version / seed is replaced, and so is everything built on it
         stages.timed("data", lambda: generate(data, seed=cfg.seed, split_sizes=cfg.split_sizes, force=True))
         for stale in ("predictions", "results", "plots"):
@@ -134,7 +135,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
 
     # 2. closed-set segmenter ----------------------------------------------------------------
     seg_ckpt = cfg.out / "models" / "segmenter.pth"
-    if stages.done("segmenter") is None or not seg_ckpt.is_file():
+    if stages.done("segmenter", seg_ckpt) is None:
         def train_seg() -> dict[str, Any]:
             from oodbench.training.segmenter import SegmenterTrainConfig, train_segmenter
 
@@ -157,15 +158,16 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
     seg_info = stages.done("segmenter") or {}
 
     # 3. COCO outlier masks ---------------------------------------------------------------------
-    if stages.done("coco") is None:
-        from oodbench.datasets.coco import prepare_coco_ood
+    from oodbench.datasets.coco import MASK_DIR, prepare_coco_ood
+
+    if stages.done("coco", data / "coco" / MASK_DIR) is None:  # the masks live inside the data tree
 
         stats = stages.timed("coco", lambda: prepare_coco_ood(data / "coco"))
         stages.mark("coco", stats=stats if isinstance(stats, dict) else str(stats))
 
     # 4. RPL+CoroCL ---------------------------------------------------------------------------
     rpl_ckpt = cfg.out / "models" / "rpl.pth"
-    if stages.done("rpl") is None or not rpl_ckpt.is_file():
+    if stages.done("rpl", rpl_ckpt) is None:
         def train_rpl_stage() -> dict[str, Any]:
             from oodbench.methods.rpl.train import RPLTrainConfig, train_rpl
 

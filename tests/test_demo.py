@@ -92,3 +92,17 @@ def test_every_later_stage_depends_on_the_data_settings():
     other_rpl = DemoConfig(rpl_iters=1)
     assert base.stage_key("segmenter") == other_rpl.stage_key("segmenter")
     assert base.stage_key("rpl") != other_rpl.stage_key("rpl")
+
+
+def test_a_stage_whose_output_is_gone_runs_again(tmp_path):
+    """E.g. the COCO masks live inside data/: a deleted data tree must not leave 'coco' marked done."""
+    from oodbench.demo import DemoConfig, _Stages
+
+    stages = _Stages(DemoConfig(out=tmp_path), log=lambda _msg: None)
+    masks = tmp_path / "data" / "coco" / "annotations" / "ood_seg_train2017"
+    masks.mkdir(parents=True)
+    stages.mark("coco", stats={"written": 3})
+    assert stages.done("coco", masks)["stats"] == {"written": 3}
+    masks.rmdir()
+    assert stages.done("coco", masks) is None
+    assert stages.done("coco") is not None  # the record itself is still current

@@ -37,6 +37,25 @@ def run_cli(*args: str, env: dict | None = None, cwd: str | os.PathLike | None =
     return proc
 
 
+def load_script(relpath: str):
+    """Import a repository script that is not part of the package (``tools/``, ``benchmarks/``,
+    ``tests/fixtures_gen/``) by its path, registered in ``sys.modules`` (dataclasses need it)."""
+    import importlib.util
+
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(f"oodbench_script_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def script():
+    """``script("tools/update_readme_demo.py")`` -> the module (see :func:`load_script`)."""
+    return load_script
+
+
 @pytest.fixture(scope="session")
 def cli():
     """Run the real ``oodbench`` console script: ``cli("list", "methods").stdout``."""

@@ -11,11 +11,6 @@ import pytest
 
 from oodbench.datasets import DATASETS, get_split, read_manifest, require_available
 
-try:
-    from oodbench.datasets.synth import generate  # noqa: F401
-except ImportError:  # pragma: no cover - the generator is written in parallel
-    pytestmark = pytest.mark.skip(reason="oodbench.datasets.synth.generate is not available")
-
 
 @pytest.mark.parametrize("name", DATASETS.names())
 def test_split_loads_from_the_synthetic_benchmark(synth_root, name):

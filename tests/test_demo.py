@@ -1,7 +1,6 @@
 """`oodbench demo` end to end, as a user runs it (slow: ~2-4 minutes on 2 cores)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -70,11 +69,9 @@ def test_second_run_reuses_the_cache(demo, cli):
 
 
 @pytest.mark.slow
-def test_readme_shows_this_leaderboard(demo):
+def test_readme_shows_this_leaderboard(demo, script):
     out, _ = demo
-    spec = importlib.util.spec_from_file_location("update_readme_demo", ROOT / "tools" / "update_readme_demo.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = script("tools/update_readme_demo.py")
     readme = (ROOT / "README.md").read_text()
     assert mod.readme_section((out / "leaderboard.md").read_text()) in readme
     assert (ROOT / mod.OVERLAY).stat().st_size > 10_000

@@ -9,9 +9,7 @@ applied here (benchmarks.md §1).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import h5py
@@ -31,19 +29,10 @@ TOL = 1e-9
 METHODS = ("FixtureGood", "FixtureWeak")
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("oodbench_make_fixtures",
-                                                  HERE / "fixtures_gen" / "make_fixtures.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod                          # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="session")
-def fixture_root(tmp_path_factory):
+def fixture_root(tmp_path_factory, script):
     """Lazily generates one dataset of the fixture tree at a time (the path has no t5/t6)."""
-    mod = _generator()
+    mod = script("tests/fixtures_gen/make_fixtures.py")
     root = tmp_path_factory.mktemp("oodfx")
     writer, plan, done = mod.Writer(root), mod.Plan(), set()
     makers = {"AnomalyTrack": mod.make_anomaly_track, "ObstacleTrack": mod.make_obstacle_track,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..smiyc import OBSTACLE_VAL_EXCLUDED_PREFIXES
 from . import render as R
 from .anomalies import add_anomalies
 from .scene import make_scene
@@ -86,8 +87,6 @@ def obstacle_val_numbers(n_val: int) -> list[int]:
     ObstacleTrack-validation rule keeps (it drops ids starting with ``validation_19`` or
     ``validation_21`` ... ``validation_29``, :data:`~oodbench.datasets.smiyc.OBSTACLE_VAL_EXCLUDED_PREFIXES`):
     1..18, 20, 30, 31, ...  With ``n_val = 30`` these are the 30 labelled frames of the release."""
-    from ..smiyc import OBSTACLE_VAL_EXCLUDED_PREFIXES
-
     if n_val < 0:
         raise ValueError(f"n_val must be >= 0, got {n_val}")
     out, n = [], 0

@@ -65,14 +65,15 @@ def bench_one(data: Path, segmenter: str, device: str, amp: bool, crop: int, bat
     dev = trainer.device
     # two batches on which CoroCL runs (>= corocl_min_images crops with a pasted object), as in
     # almost every step of the batch-8 reference setting; fall back to the first ones drawn
-    drawn, batches = [], []
-    for b in trainer.make_batches(0, 0):
-        drawn.append(b)
+    first, batches = [], []
+    for n_drawn, b in enumerate(trainer.make_batches(0, 0), 1):
+        if len(first) < 2:
+            first.append(b)
         if int((b[1] == OOD_LABEL).flatten(1).any(dim=1).sum()) >= cfg.corocl_min_images:
             batches.append(tuple(t.to(dev) for t in b))
-        if len(batches) == 2 or len(drawn) == 20:
+        if len(batches) == 2 or n_drawn == 20:
             break
-    batches = batches or [tuple(t.to(dev) for t in b) for b in drawn[:2]]
+    batches = batches or [tuple(t.to(dev) for t in b) for b in first]
     cuda = dev.type == "cuda"
 
     def sync() -> None:

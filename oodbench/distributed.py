@@ -42,10 +42,6 @@ def make_reducer(ctx: DistContext) -> Callable[[Any], Any]:
     def reduce(acc: Any) -> Any:
         if not ctx.distributed:
             return acc
-        states = gather_objects(acc.state_dict(), ctx)
-        merged = type(acc).from_state(states[0])
-        for state in states[1:]:
-            merged.merge(type(acc).from_state(state))
-        return merged
+        return type(acc).merge_states(gather_objects(acc.state_dict(), ctx))
 
     return reduce

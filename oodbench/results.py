@@ -60,6 +60,14 @@ class DataFingerprint:
         fp.frames = [tuple(x) for x in state["frames"]]
         return fp
 
+    @classmethod
+    def merge_states(cls, states: list[dict]) -> "DataFingerprint":
+        """Merge state dicts (e.g. gathered from all ranks) in list order, like the accumulators."""
+        merged = cls()
+        for state in states:
+            merged.merge(cls.from_state(state))
+        return merged
+
     def hexdigest(self) -> str:
         h = hashlib.sha256()
         for fid, digest in self.frames:

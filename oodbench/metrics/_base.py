@@ -7,9 +7,10 @@ Every accumulator keeps its state in plain numpy arrays and scalars so that it c
 * merged across processes: ``torch.distributed.all_gather_object`` the state dicts and call
   ``Cls.merge_states(list_of_states)`` on every rank.
 
-Each subclass documents which state entries *sum* and which *concatenate*.  Variable-length
-(concatenated) entries are merged in list order, which for order-sensitive protocols (SMIYC) is the
-frame order; see the subclass notes.
+Each subclass declares its state entries once, with their merge rule
+(:meth:`~._state.StateSet.add_state`: ``sum``, ``cat``, ``nested``, ``keyed``); reset, state dicts and
+merging are generic (:mod:`._state`). ``cat`` entries are merged in list order, which for
+order-sensitive protocols (SMIYC) is the frame order.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import warnings
 from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
+
+from ._state import StateSet
 
 __all__ = ["Accumulator", "MetricInputError", "StateError"]
 
@@ -32,15 +35,12 @@ class StateError(ValueError):
     """A state dict that does not belong to this accumulator (wrong class, version or config)."""
 
 
-class Accumulator:
-    """Base class: subclasses implement ``update``, ``compute`` and the three state hooks.
+class Accumulator(StateSet):
+    """Base class: subclasses implement ``update`` and ``compute`` and declare their state.
 
-    Subclass hooks:
-        ``_init_state()``: (re)create the empty state.
-        ``_get_state() -> dict``: plain arrays/scalars (no config keys; the base adds them).
-        ``_set_state(d)``: inverse of ``_get_state``.
-        ``_merge_state(other)``: merge another accumulator of the same config into ``self``.
-        ``_config() -> dict``: constructor keyword arguments (str/int/float only).
+    A subclass sets its configuration, calls ``super().__init__()`` and declares every state entry
+    with :meth:`add_state` (see :mod:`._state` for the merge rules); ``_config()`` returns the
+    constructor keyword arguments (str/int/float only), which must match for two states to merge.
     """
 
     #: protocol name (recorded in every result as ``protocol``).
@@ -50,20 +50,6 @@ class Accumulator:
 
     def __init__(self) -> None:
         self._num_updates = 0
-        self._init_state()
-
-    # -- to be provided by subclasses ------------------------------------------------------------
-    def _init_state(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _get_state(self) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _set_state(self, d: Mapping[str, Any]) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _merge_state(self, other: "Accumulator") -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     def _config(self) -> dict[str, Any]:
         return {}
@@ -78,7 +64,7 @@ class Accumulator:
     def reset(self) -> None:
         """Forget every update (the configuration is kept)."""
         self._num_updates = 0
-        self._init_state()
+        self.reset_state()
 
     def _frame_name(self, frame_id: Any) -> str:
         return f"frame {frame_id!r}" if frame_id is not None else f"frame #{self._num_updates}"
@@ -97,7 +83,7 @@ class Accumulator:
                 f"cannot merge {type(self).__name__} with different configurations: "
                 f"{self._config()} vs {other._config()}"
             )
-        self._merge_state(other)
+        self.merge_from(other)
         self._num_updates += other._num_updates
         return self
 
@@ -111,7 +97,7 @@ class Accumulator:
         }
         for k, v in self._config().items():
             d[f"config.{k}"] = v
-        for k, v in self._get_state().items():
+        for k, v in self.state_items().items():
             d[f"state.{k}"] = v
         return d
 
@@ -127,10 +113,10 @@ class Accumulator:
             )
         cfg = {k[len("config."):]: _scalar(v) for k, v in d.items() if k.startswith("config.")}
         mine = self._config()
-        if {k: _normalise(v) for k, v in cfg.items()} != {k: _normalise(v) for k, v in mine.items()}:
+        if cfg != mine:
             raise StateError(f"state dict config {cfg} differs from this accumulator's {mine}")
         self._num_updates = int(_scalar(d.get("num_updates", 0)))
-        self._set_state({k[len("state."):]: v for k, v in d.items() if k.startswith("state.")})
+        self.load_state_items({k[len("state."):]: v for k, v in d.items() if k.startswith("state.")})
 
     @classmethod
     def from_state(cls, d: Mapping[str, Any]) -> "Accumulator":
@@ -158,12 +144,6 @@ def _scalar(v: Any) -> Any:
         v = v.item()
     if isinstance(v, np.generic):
         v = v.item()
-    return v
-
-
-def _normalise(v: Any) -> Any:
-    if isinstance(v, float) and v.is_integer():
-        return v
     return v
 
 

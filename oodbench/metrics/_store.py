@@ -8,8 +8,8 @@
   evaluated pixel; never rounded).  ``summary()`` ranks the negatives among the distinct positive
   values with :class:`~._ranker.Ranker` (no sort of the negatives).
 
-State entries: ``h16`` (2 x 65536 int64, sums), ``n_void`` (sums), ``pos32``/``neg32``/``pos64``/
-``neg64`` (1-D, concatenate).
+State entries (declared with their merge rules, :mod:`._state`): ``h16`` (2 x 65536 int64, sum),
+``n_void`` (sum), ``pos32``/``neg32``/``pos64``/``neg64`` (ragged 1-D arrays, concatenated).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ._base import MetricInputError
 from ._curves import F16_CODES_ASC, F16_NONFINITE, F16_VALUES_ASC, CurveSummary, fold_f16
 from ._inputs import label_counts
 from ._ranker import Ranker
+from ._state import StateSet
 
 __all__ = ["ScoreStore"]
 
@@ -27,14 +28,23 @@ _PLANE = np.full(256, 3 << 16, dtype=np.intp)          # label -> key offset; 3 
 _PLANE[0], _PLANE[1], _PLANE[255] = 0, 1 << 16, 2 << 16
 
 
-class ScoreStore:
+_RAW_DTYPES = {"pos32": np.float32, "neg32": np.float32, "pos64": np.float64, "neg64": np.float64}
+
+
+class ScoreStore(StateSet):
     """Pooled scores of anomaly (positive) and inlier (negative) pixels; void is only counted."""
 
     def __init__(self) -> None:
-        self.h16 = np.zeros((2, 65536), np.int64)
-        self.n_void = 0
-        self.raw: dict[str, list[np.ndarray]] = {"pos32": [], "neg32": [], "pos64": [], "neg64": []}
+        self.add_state("h16", np.zeros((2, 65536), np.int64), merge="sum")
+        self.add_state("n_void", 0, merge="sum")
+        for key, dtype in _RAW_DTYPES.items():
+            self.add_state(key, [], merge="cat", dtype=dtype)
         self._kbuf: np.ndarray | None = None
+
+    @property
+    def raw(self) -> dict[str, list[np.ndarray]]:
+        """The float32/float64 scores by class: ``{"pos32": [...], "neg32": ..., ...}`` (live lists)."""
+        return {key: getattr(self, key) for key in _RAW_DTYPES}
 
     # -- update -------------------------------------------------------------------------------
     def add(self, scores: np.ndarray, labels: np.ndarray, where: str) -> None:
@@ -86,33 +96,12 @@ class ScoreStore:
         self.h16 += hist[:2]
         self.n_void += int(hist[2].sum())
 
-    # -- state --------------------------------------------------------------------------------
-    def merge(self, other: "ScoreStore") -> None:
-        self.h16 += other.h16
-        self.n_void += other.n_void
-        for k in self.raw:
-            self.raw[k].extend(a.copy() for a in other.raw[k])
-
-    def get_state(self) -> dict[str, np.ndarray | int]:
-        d: dict[str, np.ndarray | int] = {"h16": self.h16.copy(), "n_void": int(self.n_void)}
-        for k, lst in self.raw.items():
-            dt = np.float32 if k.endswith("32") else np.float64
-            d[k] = np.concatenate(lst) if lst else np.zeros(0, dt)
-        return d
-
-    def set_state(self, d: dict) -> None:
-        self.h16 = np.array(d["h16"], dtype=np.int64).reshape(2, 65536)
-        self.n_void = int(np.asarray(d["n_void"]))
-        for k in self.raw:
-            dt = np.float32 if k.endswith("32") else np.float64
-            a = np.asarray(d[k], dtype=dt).reshape(-1)
-            self.raw[k] = [a.copy()] if a.size else []
-
+    # -- state: reset_state / state_items / load_state_items / merge_from (StateSet) ----------
     def compact(self) -> None:
         """Replace the per-frame lists by one array each (same state, fewer objects)."""
         for k, lst in self.raw.items():
             if len(lst) > 1:
-                self.raw[k] = [np.concatenate(lst)]
+                setattr(self, k, [np.concatenate(lst)])
 
     @property
     def n_pos(self) -> int:

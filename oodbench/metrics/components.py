@@ -112,6 +112,10 @@ def frame_components(scores: np.ndarray, labels: np.ndarray, threshold: float, m
     return out
 
 
+_COMPONENT_VALUES = ("siou_gt", "siou_pred", "prec_pred")
+_TAU_COUNTS = ("tp", "fn", "fp")
+
+
 class SmiycComponentAccumulator(Accumulator):
     """SMIYC SegEval: ``siou``, ``ppv``, ``f1_mean`` (+ ``f1_25/50/75`` and counts).
 
@@ -134,38 +138,14 @@ class SmiycComponentAccumulator(Accumulator):
         self.threshold = float(threshold)
         self.min_pred, self.min_gt = COMPONENT_CONFIGS[config]
         super().__init__()
+        # per frame, concatenated in frame order: per-component values and per-tau counts
+        for key in _COMPONENT_VALUES:
+            self.add_state(key, [], merge="cat", dtype=np.float64)
+        for key in _TAU_COUNTS:
+            self.add_state(key, [], merge="cat", dtype=np.int64, item_shape=(TAUS.size,))
 
     def _config(self) -> dict[str, Any]:
         return {"config": self.config, "threshold": self.threshold}
-
-    def _init_state(self) -> None:
-        self._frames: list[dict[str, np.ndarray]] = []
-
-    def _get_state(self) -> dict[str, Any]:
-        cat = lambda k: (np.concatenate([f[k] for f in self._frames]) if self._frames
-                         else np.zeros(0))
-        return {
-            "siou_gt": cat("siou_gt"), "siou_pred": cat("siou_pred"), "prec_pred": cat("prec_pred"),
-            "gt_lengths": np.array([f["siou_gt"].size for f in self._frames], np.int64),
-            "pred_lengths": np.array([f["siou_pred"].size for f in self._frames], np.int64),
-            "frame_tp": np.array([f["tp"] for f in self._frames], np.int64).reshape(-1, TAUS.size),
-            "frame_fn": np.array([f["fn"] for f in self._frames], np.int64).reshape(-1, TAUS.size),
-            "frame_fp": np.array([f["fp"] for f in self._frames], np.int64).reshape(-1, TAUS.size),
-        }
-
-    def _set_state(self, d) -> None:
-        gl = np.asarray(d["gt_lengths"], np.int64)
-        pl = np.asarray(d["pred_lengths"], np.int64)
-        sg = np.split(np.asarray(d["siou_gt"], np.float64), np.cumsum(gl)[:-1]) if gl.size else []
-        sp = np.split(np.asarray(d["siou_pred"], np.float64), np.cumsum(pl)[:-1]) if pl.size else []
-        pp = np.split(np.asarray(d["prec_pred"], np.float64), np.cumsum(pl)[:-1]) if pl.size else []
-        tp, fn, fp = (np.asarray(d[k], np.int64).reshape(-1, TAUS.size)
-                      for k in ("frame_tp", "frame_fn", "frame_fp"))
-        self._frames = [{"siou_gt": a, "siou_pred": b, "prec_pred": c, "tp": x, "fn": y, "fp": z}
-                        for a, b, c, x, y, z in zip(sg, sp, pp, tp, fn, fp)]
-
-    def _merge_state(self, other: "SmiycComponentAccumulator") -> None:
-        self._frames += [{k: v.copy() for k, v in f.items()} for f in other._frames]
 
     def update(self, scores: Any, labels: Any, frame_id: Any = None) -> None:
         """Add one frame (same scores/labels as the pixel pass)."""
@@ -178,20 +158,22 @@ class SmiycComponentAccumulator(Accumulator):
         s = check_scores(s, where)
         lab = check_binary_labels(lab, where)
         label_counts(lab, where)
-        self._frames.append(frame_components(s, lab, self.threshold, self.min_pred, self.min_gt))
+        frame = frame_components(s, lab, self.threshold, self.min_pred, self.min_gt)
+        for key in (*_COMPONENT_VALUES, *_TAU_COUNTS):
+            getattr(self, key).append(frame[key])
         self._num_updates += 1
 
     def compute(self) -> dict[str, Any]:
-        fr = self._frames
-        n_gt = sum(f["siou_gt"].size for f in fr)
-        n_pred = sum(f["siou_pred"].size for f in fr)
+        n_gt = sum(a.size for a in self.siou_gt)
+        n_pred = sum(a.size for a in self.siou_pred)
         # official: sum over frames of np.sum(per-frame values) / total count
-        siou = sum(float(np.sum(f["siou_gt"])) for f in fr) / n_gt if n_gt else warn_nan("sIoU")
-        siou_pred = (sum(float(np.sum(f["siou_pred"])) for f in fr) / n_pred if n_pred
+        siou = sum(float(np.sum(a)) for a in self.siou_gt) / n_gt if n_gt else warn_nan("sIoU")
+        siou_pred = (sum(float(np.sum(a)) for a in self.siou_pred) / n_pred if n_pred
                      else warn_nan("sIoU_pred"))
-        ppv = sum(float(np.sum(f["prec_pred"])) for f in fr) / n_pred if n_pred else warn_nan("PPV")
+        ppv = sum(float(np.sum(a)) for a in self.prec_pred) / n_pred if n_pred else warn_nan("PPV")
         res: dict[str, Any] = {"siou": siou, "ppv": ppv, "siou_pred": siou_pred}
-        sums = {k: [sum(int(f[k][i]) for f in fr) for i in range(TAUS.size)] for k in ("tp", "fn", "fp")}
+        sums = {k: [sum(int(row[i]) for row in getattr(self, k)) for i in range(TAUS.size)]
+                for k in _TAU_COUNTS}
         acc = {"tp_mean": 0.0, "fn_mean": 0.0, "fp_mean": 0.0, "f1_mean": 0.0}
         for i, tau in enumerate(TAUS):
             tp, fn, fp = sums["tp"][i], sums["fn"][i], sums["fp"][i]
@@ -208,6 +190,6 @@ class SmiycComponentAccumulator(Accumulator):
         for k in acc:
             acc[k] /= len(TAUS)
         res.update(acc)
-        res.update({"threshold": self.threshold, "num_frames": float(len(fr)),
+        res.update({"threshold": self.threshold, "num_frames": float(len(self.tp)),
                     "num_gt_components": float(n_gt), "num_pred_components": float(n_pred)})
         return self._result(res)

@@ -10,8 +10,8 @@ counted as 0.  Reported values are the arithmetic means over the used images.
 Labels must be 0/1 (the adapter maps StreetHazards ``raw - 1 == 13`` to 1, everything else to 0); a
 255 is an error because the official protocol ignores nothing.
 
-State: ``auroc``/``auprc``/``fpr95`` per used image and ``frame_ids`` (concatenate, list order);
-``num_skipped`` (sum).
+State: ``rows`` (``auroc, auprc, fpr95`` per used image), ``frame_ids`` and ``skipped_ids``, all
+concatenated in list order.
 """
 from __future__ import annotations
 
@@ -40,31 +40,12 @@ class HendrycksPerImageAccumulator(Accumulator):
                 f"not {fpr_rule!r}" if fpr_rule in FPR_RULES else f"unknown fpr_rule {fpr_rule!r}")
         self.fpr_rule = fpr_rule
         super().__init__()
+        self.add_state("rows", [], merge="cat", dtype=np.float64, item_shape=(3,))  # auroc, auprc, fpr95
+        self.add_state("frame_ids", [], merge="cat", dtype=str, item_shape=())
+        self.add_state("skipped_ids", [], merge="cat", dtype=str, item_shape=())
 
     def _config(self) -> dict[str, Any]:
         return {"fpr_rule": self.fpr_rule}
-
-    def _init_state(self) -> None:
-        self._rows: list[tuple[float, float, float]] = []
-        self._ids: list[str] = []
-        self._skipped: list[str] = []
-
-    def _get_state(self) -> dict[str, Any]:
-        rows = np.array(self._rows, np.float64).reshape(-1, 3)
-        return {"auroc": rows[:, 0].copy(), "auprc": rows[:, 1].copy(), "fpr95": rows[:, 2].copy(),
-                "frame_ids": np.array(self._ids, dtype=str),
-                "skipped_ids": np.array(self._skipped, dtype=str)}
-
-    def _set_state(self, d) -> None:
-        a, p, f = (np.asarray(d[k], np.float64).reshape(-1) for k in ("auroc", "auprc", "fpr95"))
-        self._rows = list(zip(a.tolist(), p.tolist(), f.tolist()))
-        self._ids = [str(x) for x in np.asarray(d["frame_ids"]).reshape(-1)]
-        self._skipped = [str(x) for x in np.asarray(d["skipped_ids"]).reshape(-1)]
-
-    def _merge_state(self, other: "HendrycksPerImageAccumulator") -> None:
-        self._rows += other._rows
-        self._ids += other._ids
-        self._skipped += other._skipped
 
     def update(self, scores: Any, labels: Any, frame_id: Any = None) -> None:
         """Add one image: float scores and 0/1 labels (1 = anomaly) of the same shape."""
@@ -79,20 +60,21 @@ class HendrycksPerImageAccumulator(Accumulator):
                 "has no void (map every non-anomaly pixel to 0)")
         self._num_updates += 1
         if store.n_pos == 0 or store.n_neg == 0:
-            self._skipped.append(name)
+            self.skipped_ids.append(name)
             return
         summ = store.summary()
-        self._rows.append((summ.auroc(), summ.average_precision(), summ.fpr_at_tpr(self.fpr_rule)[0]))
-        self._ids.append(name)
+        self.rows.append((summ.auroc(), summ.average_precision(), summ.fpr_at_tpr(self.fpr_rule)[0]))
+        self.frame_ids.append(name)
 
     def per_image(self) -> dict[str, tuple[float, float, float] | None]:
         """``frame_id -> (auroc, auprc, fpr95)``; ``None`` for skipped images."""
-        out: dict[str, tuple[float, float, float] | None] = dict(zip(self._ids, self._rows))
-        out.update({k: None for k in self._skipped})
+        out: dict[str, tuple[float, float, float] | None] = {
+            fid: tuple(float(v) for v in row) for fid, row in zip(self.frame_ids, self.rows)}
+        out.update({k: None for k in self.skipped_ids})
         return out
 
     def compute(self) -> dict[str, Any]:
-        rows = np.array(self._rows, np.float64).reshape(-1, 3)
+        rows = np.array(self.rows, np.float64).reshape(-1, 3)
         if rows.shape[0]:
             auroc, auprc, fpr = (float(np.mean(rows[:, i])) for i in range(3))
         else:
@@ -100,7 +82,7 @@ class HendrycksPerImageAccumulator(Accumulator):
         return self._result({
             "fpr_rule": self.fpr_rule,
             "auroc": auroc, "auprc": auprc, "fpr95": fpr,
-            "num_frames": float(len(self._rows) + len(self._skipped)),
-            "num_frames_used": float(len(self._rows)),
-            "num_frames_skipped": float(len(self._skipped)),
+            "num_frames": float(len(self.rows) + len(self.skipped_ids)),
+            "num_frames_used": float(len(self.rows)),
+            "num_frames_skipped": float(len(self.skipped_ids)),
         })

@@ -57,21 +57,10 @@ class ExactPixelAccumulator(Accumulator):
                 f"'exact' for fpr_rule={fpr_rule!r}")
         self.fpr_rule = fpr_rule
         super().__init__()
+        self.add_state("store", ScoreStore, merge="nested")
 
     def _config(self) -> dict[str, Any]:
         return {"fpr_rule": self.fpr_rule}
-
-    def _init_state(self) -> None:
-        self.store = ScoreStore()
-
-    def _get_state(self) -> dict[str, Any]:
-        return self.store.get_state()
-
-    def _set_state(self, d) -> None:
-        self.store.set_state(d)
-
-    def _merge_state(self, other: "ExactPixelAccumulator") -> None:
-        self.store.merge(other.store)
 
     def _prepare(self, scores: np.ndarray) -> np.ndarray:
         return scores

@@ -25,12 +25,13 @@ correct / wrong known / anomaly) category (float16: code histograms, constant me
 the scores) and the half-resolution calibration scores; ``compute`` then calibrates and evaluates
 (the second pass runs over the stored distributions, not over images).
 
-State: ``matrix`` (sum) for :class:`ConfusionMatrix`; for :class:`OpenSetMIoU` per group
-``<g>.h16`` / ``<g>.gt_counts`` / ``<g>.num_images`` (sum), ``<g>.raw<cat>`` (concatenate) and
-``<g>.calib.*`` (see :class:`~._store.ScoreStore`).
+State (declared with merge rules, :mod:`._state`): ``matrix`` (sum) for :class:`ConfusionMatrix`;
+for :class:`OpenSetMIoU` one ``_Group`` per group key (``keyed``): ``h16`` / ``gt_counts`` /
+``num_images`` (sum), ``raw<cat>`` (concatenated) and ``calib`` (a :class:`~._store.ScoreStore`).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +39,7 @@ import numpy as np
 from ._base import Accumulator, MetricInputError, warn_nan
 from ._curves import F16_CODES_ASC, F16_NONFINITE, F16_VALUES_ASC, fold_f16
 from ._inputs import check_scores, to_numpy
+from ._state import StateSet
 from ._store import ScoreStore
 
 __all__ = ["ConfusionMatrix", "OpenSetMIoU", "half_resolution"]
@@ -70,21 +72,10 @@ class ConfusionMatrix(Accumulator):
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
         super().__init__()
+        self.add_state("matrix", np.zeros((self.num_classes, self.num_classes), np.int64), merge="sum")
 
     def _config(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "ignore_index": self.ignore_index}
-
-    def _init_state(self) -> None:
-        self.matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
-
-    def _get_state(self) -> dict[str, Any]:
-        return {"matrix": self.matrix.copy()}
-
-    def _set_state(self, d) -> None:
-        self.matrix = np.array(d["matrix"], np.int64).reshape(self.num_classes, self.num_classes)
-
-    def _merge_state(self, other: "ConfusionMatrix") -> None:
-        self.matrix += other.matrix
 
     def update(self, pred: Any, gt: Any, frame_id: Any = None) -> None:
         """Add one frame: predicted ids ``0..K-1`` and GT ids (``ignore_index`` skipped)."""
@@ -125,16 +116,23 @@ def half_resolution(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
     return out, labels[: 2 * h2: 2, : 2 * w2: 2]
 
 
-class _Group:
-    """Per-group (town) state of :class:`OpenSetMIoU`."""
+class _Group(StateSet):
+    """Per-group (town) state of :class:`OpenSetMIoU`: ``h16``, ``gt_counts``, ``num_images`` (sum),
+    ``raw<cat>`` (float32/64 scores of category ``cat``, concatenated), ``calib`` (a ScoreStore)."""
 
     def __init__(self, k: int) -> None:
         self.k = k
-        self.h16 = np.zeros((3 * k, 65536), np.int64)
-        self.raw: list[list[np.ndarray]] = [[] for _ in range(3 * k)]
-        self.gt_counts = np.zeros(k + 1, np.int64)
-        self.num_images = 0
-        self.calib = ScoreStore()
+        self.add_state("h16", np.zeros((3 * k, 65536), np.int64), merge="sum")
+        self.add_state("gt_counts", np.zeros(k + 1, np.int64), merge="sum")
+        self.add_state("num_images", 0, merge="sum")
+        for c in range(3 * k):
+            self.add_state(f"raw{c}", [], merge="cat", dtype=np.float32)
+        self.add_state("calib", ScoreStore, merge="nested")
+
+    @property
+    def raw(self) -> list[list[np.ndarray]]:
+        """Per category ``c`` the live list ``raw<c>`` of float32 score arrays."""
+        return [getattr(self, f"raw{c}") for c in range(3 * self.k)]
 
     def count_gt(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Per category: (#scores > t, #scores total)."""
@@ -164,48 +162,10 @@ class OpenSetMIoU(Accumulator):
         self.num_known = int(num_known)
         self.tpr = float(tpr)
         super().__init__()
+        self.add_state("groups", functools.partial(_Group, self.num_known), merge="keyed")
 
     def _config(self) -> dict[str, Any]:
         return {"num_known": self.num_known, "tpr": self.tpr}
-
-    def _init_state(self) -> None:
-        self.groups: dict[str, _Group] = {}
-
-    def _get_state(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"groups": np.array(sorted(self.groups), dtype=str)}
-        for name, g in self.groups.items():
-            d[f"{name}.h16"] = g.h16.copy()
-            d[f"{name}.gt_counts"] = g.gt_counts.copy()
-            d[f"{name}.num_images"] = int(g.num_images)
-            for c, lst in enumerate(g.raw):
-                d[f"{name}.raw{c}"] = np.concatenate(lst) if lst else np.zeros(0, np.float32)
-            for k, v in g.calib.get_state().items():
-                d[f"{name}.calib.{k}"] = v
-        return d
-
-    def _set_state(self, d) -> None:
-        self.groups = {}
-        for name in (str(x) for x in np.asarray(d["groups"]).reshape(-1)):
-            g = _Group(self.num_known)
-            g.h16 = np.array(d[f"{name}.h16"], np.int64).reshape(3 * self.num_known, 65536)
-            g.gt_counts = np.array(d[f"{name}.gt_counts"], np.int64)
-            g.num_images = int(np.asarray(d[f"{name}.num_images"]))
-            for c in range(3 * self.num_known):
-                a = np.asarray(d[f"{name}.raw{c}"]).reshape(-1)
-                g.raw[c] = [a.copy()] if a.size else []
-            g.calib.set_state({k[len(name) + 7:]: v for k, v in d.items()
-                               if k.startswith(f"{name}.calib.")})
-            self.groups[name] = g
-
-    def _merge_state(self, other: "OpenSetMIoU") -> None:
-        for name, og in other.groups.items():
-            g = self.groups.setdefault(name, _Group(self.num_known))
-            g.h16 += og.h16
-            g.gt_counts += og.gt_counts
-            g.num_images += og.num_images
-            for c in range(3 * self.num_known):
-                g.raw[c] += [a.copy() for a in og.raw[c]]
-            g.calib.merge(og.calib)
 
     def update(self, scores: Any, semantic_pred: Any, semantic_gt: Any, group: str,
                frame_id: Any = None) -> None:
@@ -247,7 +207,7 @@ class OpenSetMIoU(Accumulator):
                     g.raw[c].append(sv[order[bounds[c]:bounds[c + 1]]])
         g.gt_counts += np.bincount(gv, minlength=k + 1)
         g.num_images += 1
-        g.calib.merge(calib)
+        g.calib.merge_from(calib)
         self.groups[str(group)] = g
         self._num_updates += 1
 

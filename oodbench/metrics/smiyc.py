@@ -139,41 +139,15 @@ class SmiycPixelAccumulator(Accumulator):
     name: ClassVar[str] = "smiyc"
     version: ClassVar[str] = "PixBinaryClass@1c7804e"
 
-    def _init_state(self) -> None:
-        self._thr: list[np.ndarray] = []
-        self._tp: list[np.ndarray] = []
-        self._fp: list[np.ndarray] = []
-        self._order: list[int] = []
-        self.n_pos = 0
-        self.n_neg = 0
-
-    def _get_state(self) -> dict[str, Any]:
-        return {
-            "thresholds": np.concatenate(self._thr) if self._thr else np.zeros(0),
-            "tp": np.concatenate(self._tp) if self._tp else np.zeros(0, np.int64),
-            "fp": np.concatenate(self._fp) if self._fp else np.zeros(0, np.int64),
-            "frame_lengths": np.array([a.size for a in self._thr], np.int64),
-            "frame_order": np.array(self._order, np.int64),
-            "n_pos": int(self.n_pos), "n_neg": int(self.n_neg),
-        }
-
-    def _set_state(self, d) -> None:
-        lens = np.asarray(d["frame_lengths"], np.int64)
-        cuts = np.cumsum(lens)[:-1]
-        self._thr = list(np.split(np.asarray(d["thresholds"], np.float64), cuts)) if lens.size else []
-        self._tp = list(np.split(np.asarray(d["tp"], np.int64), cuts)) if lens.size else []
-        self._fp = list(np.split(np.asarray(d["fp"], np.int64), cuts)) if lens.size else []
-        self._order = [int(x) for x in np.asarray(d["frame_order"]).reshape(-1)]
-        self.n_pos = int(np.asarray(d["n_pos"]))
-        self.n_neg = int(np.asarray(d["n_neg"]))
-
-    def _merge_state(self, other: "SmiycPixelAccumulator") -> None:
-        self._thr += [a.copy() for a in other._thr]
-        self._tp += [a.copy() for a in other._tp]
-        self._fp += [a.copy() for a in other._fp]
-        self._order += other._order
-        self.n_pos += other.n_pos
-        self.n_neg += other.n_neg
+    def __init__(self) -> None:
+        super().__init__()
+        # one entry per frame, concatenated in frame order (the official ``np.concatenate``)
+        self.add_state("thresholds", [], merge="cat", dtype=np.float64)
+        self.add_state("tp", [], merge="cat", dtype=np.int64)
+        self.add_state("fp", [], merge="cat", dtype=np.int64)
+        self.add_state("frame_order", [], merge="cat", dtype=np.int64, item_shape=())
+        self.add_state("n_pos", 0, merge="sum")
+        self.add_state("n_neg", 0, merge="sum")
 
     def update(self, scores: Any, labels: Any, frame_id: Any = None, order: int | None = None) -> None:
         """Add one frame (scores as stored -- float16 for official numbers; labels 0/1/255).
@@ -185,10 +159,10 @@ class SmiycPixelAccumulator(Accumulator):
         s, lab = check_pair(scores, labels, where, check_finite=False)
         label_counts(lab.reshape(-1), where)
         thr, tp, fp, n_pos, n_neg = frame_bins(s, lab, where)
-        self._thr.append(thr)
-        self._tp.append(tp.astype(np.int64))
-        self._fp.append(fp.astype(np.int64))
-        self._order.append(-1 if order is None else int(order))
+        self.thresholds.append(thr)
+        self.tp.append(tp.astype(np.int64))
+        self.fp.append(fp.astype(np.int64))
+        self.frame_order.append(-1 if order is None else int(order))
         self.n_pos += n_pos
         self.n_neg += n_neg
         self._num_updates += 1
@@ -198,12 +172,12 @@ class SmiycPixelAccumulator(Accumulator):
             raise MetricInputError(
                 f"PixBinaryClass needs both classes: {self.n_pos} anomaly and {self.n_neg} inlier "
                 "pixels were given")
-        frames = list(range(len(self._thr)))
-        if frames and all(o >= 0 for o in self._order):
-            frames.sort(key=lambda i: self._order[i])
-        thr = np.concatenate([self._thr[i] for i in frames])
-        tp = np.concatenate([self._tp[i] for i in frames])
-        fp = np.concatenate([self._fp[i] for i in frames])
+        frames = list(range(len(self.thresholds)))
+        if frames and all(o >= 0 for o in self.frame_order):
+            frames.sort(key=lambda i: self.frame_order[i])
+        thr = np.concatenate([self.thresholds[i] for i in frames])
+        tp = np.concatenate([self.tp[i] for i in frames])
+        fp = np.concatenate([self.fp[i] for i in frames])
         u, inv = np.unique(thr, return_inverse=True)
         tp_run = np.cumsum(np.bincount(inv, weights=tp, minlength=u.size)[::-1])
         fp_run = np.cumsum(np.bincount(inv, weights=fp, minlength=u.size)[::-1])

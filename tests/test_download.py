@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
+import shutil
 import stat
 import tarfile
 import threading
@@ -398,6 +400,52 @@ def test_table_without_checksum_warns_with_digest(server, tmp_path):
     assert (tmp_path / "RoadAnomaly_jpg" / "frame_list.json").read_bytes() == b"[]"
     warning = next(line for line in lines if line.startswith("warning"))
     assert hashlib.sha256(data).hexdigest() in warning and "MISMATCH" in warning
+
+
+def test_unpublished_checksum_is_recorded_and_a_changed_archive_is_refused(server, tmp_path, capsys):
+    """No published checksum: the first install records sha256, size and URL in the data root; after
+    the dataset folder is deleted, a mirror serving other bytes is refused naming both digests."""
+    v1 = _zip({"dataset_AnomalyTrack/images/a.jpg": b"first"})
+    v2 = _zip({"dataset_AnomalyTrack/images/a.jpg": b"changed"})
+    d1, d2 = hashlib.sha256(v1).hexdigest(), hashlib.sha256(v2).hexdigest()
+    server.files["dataset_AnomalyTrack.zip"] = v1
+    dl.download("smiyc-anomaly", tmp_path, base_url=server.url, progress=False, log=_quiet)
+    record_path = tmp_path / ".oodbench-download-dataset_AnomalyTrack.zip.observed.json"
+    record = json.loads(record_path.read_text())
+    assert (record["sha256"], record["size"], record["url"]) == (d1, len(v1), f"{server.url}/dataset_AnomalyTrack.zip")
+    dest = tmp_path / "dataset_AnomalyTrack"
+    assert json.loads((dest / ".oodbench-download-dataset_AnomalyTrack.zip.json").read_text())["sha256"] == d1
+
+    shutil.rmtree(dest)  # reinstall: the same bytes are accepted
+    dl.download("smiyc-anomaly", tmp_path, base_url=server.url, progress=False, log=_quiet)
+    assert (dest / "images" / "a.jpg").read_bytes() == b"first"
+
+    shutil.rmtree(dest)
+    server.files["dataset_AnomalyTrack.zip"] = v2
+    code = cli_main(["download", "smiyc-anomaly", "--data-root", str(tmp_path), "--base-url", server.url,
+                     "--retries", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and d1 in err and d2 in err and str(record_path) in err
+    assert not dest.exists() and json.loads(record_path.read_text()) == record
+    kept = tmp_path / ".downloads" / "dataset_AnomalyTrack.zip"
+    assert kept.read_bytes() == v2  # kept, so accepting the change needs no second transfer
+    with pytest.raises(dl.DigestChangedError):  # a rerun does not slip through with the kept file
+        dl.download("smiyc-anomaly", tmp_path, base_url=server.url, progress=False, log=_quiet)
+
+    record_path.unlink()  # the user accepts the change
+    n = len(server.requests)
+    dl.download("smiyc-anomaly", tmp_path, base_url=server.url, progress=False, log=_quiet)
+    assert len(server.requests) == n and (dest / "images" / "a.jpg").read_bytes() == b"changed"
+    assert json.loads(record_path.read_text())["sha256"] == d2
+    assert _leftovers(tmp_path) == []
+
+
+def test_published_checksum_needs_no_record(server, tmp_path):
+    data = _zip({"x.txt": b"1"})
+    server.files["p.zip"] = data
+    dl.install_archive(_archive("p.zip", data, "P"), tmp_path, base_url=server.url, progress=False, log=_quiet)
+    assert (tmp_path / "P" / "x.txt").read_bytes() == b"1"
+    assert not list(tmp_path.glob("*.observed.json"))
 
 
 def test_every_table_entry_is_well_formed():

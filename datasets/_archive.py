@@ -68,7 +68,8 @@ def _plan_zip(archive: Path, zf: zipfile.ZipFile) -> list[_Plan]:
         rel = _clean_name(archive, info.filename)
         fmt = stat.S_IFMT(info.external_attr >> 16)  # 0 when the creator stored no Unix mode
         if fmt == stat.S_IFLNK:
-            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link (links are never extracted)")
+            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link "
+                                     "(links are never extracted)")
         if info.is_dir():
             if fmt not in (0, stat.S_IFDIR):
                 raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is not a regular file or folder")

@@ -1,26 +1,41 @@
-"""Safe extraction of zip and tar archives.
+"""Safe extraction of zip and tar archives: regular files and folders only, never through a link.
 
-Every member is checked *before* anything is written: absolute paths (``/x``, ``C:\\x``, ``\\\\host``),
-``..`` components, symbolic or hard links whose target would leave the destination, and device /
-FIFO members are refused with :class:`UnsafeArchiveError` naming the archive and the member.  While
-writing, each path is resolved again (``os.path.realpath``) so a link created by an earlier member
-cannot redirect a later one outside the destination.  Extraction goes into a fresh directory the
-caller supplies (normally a staging directory that is renamed into place afterwards).
+Policy (issue #12): a link target checked as text says nothing about links already on disk — a
+chain such as ``b -> .``, ``b/c -> .``, ``b/c/d -> .``, ``b/c/d/e -> ../../..``, ``f -> b/c/d/e/X``
+passes every textual check yet lets a later regular member ``f`` write ``X`` three folders above the
+destination.  No benchmark archive needs links, so none are created:
+
+1. *Plan* (before anything is written): every member must be a regular file or a folder with a
+   relative name free of ``..``; symbolic links, hard links, devices, FIFOs and absolute names are
+   refused with :class:`UnsafeArchiveError` naming the archive and the member.
+2. *Write* into a fresh destination folder (it must not exist, or be empty), walking each member's
+   path one folder at a time with ``O_NOFOLLOW`` file descriptors and creating files with
+   ``O_EXCL | O_NOFOLLOW``, so a link that appears on disk anyway (another process) is never followed.
+3. *Verify after each member*: the written path, resolved, is exactly where the member belongs and is
+   a regular file (or folder) of the member's size; the first member that fails stops the extraction.
+
+Callers extract into a staging folder and rename it into place only when every member passed (as
+:func:`oodbench.datasets.download.install_archive` does), so a refused archive never looks installed.
+POSIX only (``dir_fd`` support), like the rest of the data tooling.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import IO, Callable
 
 __all__ = ["UnsafeArchiveError", "safe_extract", "archive_kind"]
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
 
 class UnsafeArchiveError(ValueError):
-    """An archive member would be written outside the destination, or is not a regular file/dir/link."""
+    """An archive member is not a plain file or folder inside the destination (message names it)."""
 
 
 def archive_kind(path: str | os.PathLike) -> str:
@@ -43,123 +58,171 @@ def _clean_name(archive: Path, name: str) -> PurePosixPath:
     return PurePosixPath(*parts) if parts else PurePosixPath(".")
 
 
-def _inside(base: str, path: str) -> bool:
-    return path == base or path.startswith(base + os.sep)
+# one planned member: (name in the archive, cleaned path, "file" | "dir", size, exec bit, opener)
+_Plan = tuple[str, PurePosixPath, str, int, bool, Callable[[], IO[bytes]]]
 
 
-def _check_link(archive: Path, dest_real: str, member: PurePosixPath, target: str, hard: bool) -> None:
-    t = target.replace("\\", "/")
-    if t.startswith("/") or (len(t) > 1 and t[1] == ":"):
-        raise UnsafeArchiveError(f"{archive}: link {member} -> {target!r} is absolute")
-    # hard links are relative to the archive root, symlinks to the link's folder
-    start = dest_real if hard else os.path.join(dest_real, *member.parent.parts)
-    resolved = os.path.normpath(os.path.join(start, *t.split("/")))
-    if not _inside(dest_real, resolved):
-        raise UnsafeArchiveError(f"{archive}: link {member} -> {target!r} points outside the destination")
+def _plan_zip(archive: Path, zf: zipfile.ZipFile) -> list[_Plan]:
+    plan = []
+    for info in zf.infolist():
+        rel = _clean_name(archive, info.filename)
+        fmt = stat.S_IFMT(info.external_attr >> 16)  # 0 when the creator stored no Unix mode
+        if fmt == stat.S_IFLNK:
+            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link "
+                                     "(links are never extracted)")
+        if info.is_dir():
+            if fmt not in (0, stat.S_IFDIR):
+                raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is not a regular file or folder")
+            plan.append((info.filename, rel, "dir", 0, False, lambda: None))
+        elif fmt in (0, stat.S_IFREG):
+            plan.append((info.filename, rel, "file", info.file_size, False,
+                         lambda info=info: zf.open(info)))
+        else:
+            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a device, FIFO or other special file")
+    return plan
 
 
-def _target(dest_real: str, archive: Path, rel: PurePosixPath) -> str:
-    """Destination path of a member, re-checked through any links already on disk."""
+def _plan_tar(archive: Path, tf: tarfile.TarFile) -> list[_Plan]:
+    plan = []
+    for m in tf.getmembers():
+        rel = _clean_name(archive, m.name)
+        if m.issym() or m.islnk():
+            what = "symbolic" if m.issym() else "hard"
+            raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a {what} link -> {m.linkname!r} "
+                                     "(links are never extracted)")
+        if m.isdir():
+            plan.append((m.name, rel, "dir", 0, False, lambda: None))
+        elif m.isfile():
+            plan.append((m.name, rel, "file", m.size, bool(m.mode & 0o111),
+                         lambda m=m: tf.extractfile(m)))
+        else:
+            raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device, FIFO or other special file")
+    return plan
+
+
+def _fresh_destination(dest: Path) -> None:
+    """Refuse a destination that is a link, a file, or a folder with content."""
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeArchiveError(f"{dest}: the destination is a symbolic link; extract into a fresh folder")
+    if not stat.S_ISDIR(st.st_mode) or any(dest.iterdir()):
+        raise UnsafeArchiveError(f"{dest}: the destination exists and is not empty; extract into a fresh folder")
+
+
+def _open_dir(dir_fd: int, parts: tuple[str, ...], refuse: Callable[[str], Exception]) -> int:
+    """Descend ``parts`` below ``dir_fd`` (creating folders), never following a link; a new fd."""
+    fd = os.dup(dir_fd)
+    try:
+        for part in parts:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                # Linux answers ENOTDIR (not ELOOP) for a link when O_DIRECTORY is set: look again
+                is_link = stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
+                raise refuse(f"passes through {part!r}, " + (
+                    "a symbolic link on disk (not followed)" if is_link else "a file, not a folder")) from None
+            os.close(fd)
+            fd = sub
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _write_file(dir_fd: int, name: str, src: IO[bytes], exec_bit: bool) -> None:
+    """Create ``name`` in ``dir_fd`` (it must not exist; links are not followed) and copy ``src`` in."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if exec_bit else 0o644,
+                 dir_fd=dir_fd)
+    with os.fdopen(fd, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _verify(dest_real: str, rel: PurePosixPath, kind: str, size: int, refuse: Callable[[str], Exception]) -> None:
+    """After writing: the member sits exactly where it belongs, as a plain file of its size or a folder."""
     path = os.path.join(dest_real, *rel.parts)
-    parent_real = os.path.realpath(os.path.dirname(path))
-    if not _inside(dest_real, parent_real):
-        raise UnsafeArchiveError(f"{archive}: member {rel} would be written outside the destination (via a link)")
-    return os.path.join(parent_real, os.path.basename(path))
+    real = os.path.realpath(path)
+    if real != path:
+        raise refuse(f"was written to {real}, not {path}")
+    st = os.lstat(path)
+    if kind == "dir" and not stat.S_ISDIR(st.st_mode):
+        raise refuse("is not a folder on disk after extraction")
+    if kind == "file" and (not stat.S_ISREG(st.st_mode) or st.st_size != size):
+        raise refuse(f"is not a regular file of {size} bytes on disk after extraction")
+
+
+def _write(archive: Path, dest: Path, plan: list[_Plan]) -> list[str]:
+    dest.mkdir(parents=True, exist_ok=True)
+    dest_real = os.path.realpath(dest)
+    root_fd = os.open(dest_real, _DIR_FLAGS)
+    written = []
+    try:
+        for name, rel, kind, size, exec_bit, opener in plan:
+            if str(rel) == ".":
+                continue
+
+            def refuse(why: str, name: str = name) -> UnsafeArchiveError:
+                return UnsafeArchiveError(f"{archive}: member {name!r} {why}")
+
+            if kind == "dir":
+                os.close(_open_dir(root_fd, rel.parts, refuse))
+            else:
+                dir_fd = _open_dir(root_fd, rel.parts[:-1], refuse)
+                try:
+                    try:
+                        old = os.stat(rel.name, dir_fd=dir_fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        old = None
+                    if old is not None:
+                        if not stat.S_ISREG(old.st_mode):
+                            raise refuse("would replace something that is not a regular file")
+                        os.unlink(rel.name, dir_fd=dir_fd)  # a later copy of a member wins (as tar -x)
+                    src = opener()
+                    if src is None:  # pragma: no cover - regular members always have data
+                        raise refuse("has no data")
+                    with src:
+                        try:
+                            _write_file(dir_fd, rel.name, src, exec_bit)
+                        except FileExistsError:
+                            raise refuse("appeared on disk while extracting (not overwritten)") from None
+                        except OSError as exc:
+                            if exc.errno == errno.ELOOP:
+                                raise refuse("is a symbolic link on disk (not followed)") from None
+                            raise
+                finally:
+                    os.close(dir_fd)
+            _verify(dest_real, rel, kind, size, refuse)
+            written.append(str(rel))
+    finally:
+        os.close(root_fd)
+    return written
 
 
 def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
-    """Extract ``archive`` (zip or tar, any compression tarfile reads) into the directory ``dest``.
+    """Extract ``archive`` (zip or tar, any compression tarfile reads) into the fresh folder ``dest``.
 
     Returns:
-        The relative member names written (files, directories, links).
+        The relative names of the members written (files and folders), in archive order.
 
     Raises:
-        UnsafeArchiveError: the first offending member.  Name and link-target checks run before
-            anything is written; the write-time and final link checks (links chained through
-            other links) may leave partial output, so extract into a staging folder and discard it
-            on error (as :func:`oodbench.datasets.download.install_archive` does).
+        UnsafeArchiveError: ``dest`` is not fresh, or the first offending member (named).  Member
+            kinds and names are checked before anything is written (``dest`` is then not even
+            created); a member that fails while writing or its after-write verification leaves the
+            members before it in ``dest``, so extract into a staging folder and discard it on error.
     """
     archive = Path(archive)
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    dest_real = os.path.realpath(dest)
-    kind = archive_kind(archive)
-    written = _extract_zip(archive, dest_real) if kind == "zip" else _extract_tar(archive, dest_real)
-    for rel in written:  # every link, followed through all other links, must stay inside
-        path = os.path.join(dest_real, *PurePosixPath(rel).parts)
-        if os.path.islink(path) and not _inside(dest_real, os.path.realpath(path)):
-            raise UnsafeArchiveError(f"{archive}: link {rel} resolves outside the destination")
-    return written
-
-
-def _extract_zip(archive: Path, dest_real: str) -> list[str]:
-    with zipfile.ZipFile(archive) as zf:
-        plan = []
-        for info in zf.infolist():
-            rel = _clean_name(archive, info.filename)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                target = zf.read(info).decode("utf-8", "surrogateescape")
-                _check_link(archive, dest_real, rel, target, hard=False)
-                plan.append((rel, "link", info, target))
-            elif info.is_dir():
-                plan.append((rel, "dir", info, None))
-            elif mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode) != 0:
-                raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is not a regular file")
-            else:
-                plan.append((rel, "file", info, None))
-        written = []
-        for rel, kind, info, target in plan:
-            if str(rel) == ".":
-                continue
-            path = _target(dest_real, archive, rel)
-            if kind == "dir":
-                os.makedirs(path, exist_ok=True)
-            elif kind == "link":
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                os.symlink(target, path)
-            else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with zf.open(info) as src, open(path, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-            written.append(str(rel))
-    return written
-
-
-def _extract_tar(archive: Path, dest_real: str) -> list[str]:
+    _fresh_destination(dest)
+    if archive_kind(archive) == "zip":
+        with zipfile.ZipFile(archive) as zf:
+            return _write(archive, dest, _plan_zip(archive, zf))
     with tarfile.open(archive) as tf:
-        members = tf.getmembers()
-        plan = []
-        for m in members:
-            rel = _clean_name(archive, m.name)
-            if m.issym() or m.islnk():
-                _check_link(archive, dest_real, rel, m.linkname, hard=m.islnk())
-            elif not (m.isfile() or m.isdir()):
-                raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device, FIFO or other special file")
-            plan.append((rel, m))
-        written = []
-        for rel, m in plan:
-            if str(rel) == ".":
-                continue
-            path = _target(dest_real, archive, rel)
-            if m.isdir():
-                os.makedirs(path, exist_ok=True)
-            elif m.issym():
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                os.symlink(m.linkname, path)
-            elif m.islnk():
-                src = _target(dest_real, archive, _clean_name(archive, m.linkname))
-                if not os.path.isfile(src) or os.path.islink(src):
-                    raise UnsafeArchiveError(f"{archive}: hard link {m.name!r} -> {m.linkname!r} has no regular target")
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                shutil.copyfile(src, path)  # a copy: never a real hard link to anything
-            else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                src = tf.extractfile(m)
-                if src is None:  # pragma: no cover - isfile() members always have data
-                    raise UnsafeArchiveError(f"{archive}: cannot read member {m.name!r}")
-                with src, open(path, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                os.chmod(path, 0o644 | (0o111 if m.mode & 0o111 else 0))
-            written.append(str(rel))
-    return written
+        return _write(archive, dest, _plan_tar(archive, tf))

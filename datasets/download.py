@@ -7,7 +7,13 @@ For each archive (URLs, sizes and checksums from ``/work/shared/reference/benchm
    ``200`` instead of ``206`` restarts the file); retry with exponential backoff, then try the next
    mirror;
 3. verify the size and the published sha256 (or md5); a mismatch deletes the file.  Archives
-   without a published checksum are accepted with a warning that prints their sha256;
+   without a published checksum are accepted with a warning that prints their sha256, and the
+   sha256, size and URL are recorded in ``<data root>/.oodbench-download-<file>.observed.json``
+   (trust on first use).  A later download whose sha256 differs from that record is refused with
+   :class:`DigestChangedError` naming both digests — an error, not a warning, because results
+   computed on the earlier bytes would otherwise sit next to results on different data with nothing
+   telling them apart; the record lives in the data root (not in the dataset folder) so it survives
+   deleting the dataset to reinstall it;
 4. extract with :func:`oodbench.datasets._archive.safe_extract` into a staging folder next to the
    destination, then move it into place with ``os.rename`` and write a completion marker
    ``<dest>/.oodbench-download-<file>.json``; a second run with the marker present does nothing.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -39,6 +46,7 @@ __all__ = [
     "SOURCES",
     "DownloadError",
     "ChecksumError",
+    "DigestChangedError",
     "ManualDownloadRequired",
     "download",
     "fetch",
@@ -166,6 +174,10 @@ class ChecksumError(DownloadError):
     """The downloaded file does not match its published size or checksum (it was deleted)."""
 
 
+class DigestChangedError(DownloadError):
+    """An archive without a published checksum differs from the one recorded on an earlier download."""
+
+
 class ManualDownloadRequired(RuntimeError):
     """The dataset cannot be fetched automatically; the message says what to do."""
 
@@ -277,6 +289,31 @@ def _marker(dest: Path, archive: Archive) -> Path:
     return dest / f".oodbench-download-{archive.filename}.json"
 
 
+def _observed_record(root: Path, archive: Archive) -> Path:
+    """Where the sha256 of an archive without a published checksum is kept between installs."""
+    return root / f".oodbench-download-{archive.filename}.observed.json"
+
+
+def _check_observed(root: Path, archive: Archive, file: Path, digest: str) -> dict | None:
+    """Compare ``digest`` with the recorded one; return the record (``None``: first download)."""
+    record_path = _observed_record(root, archive)
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+        recorded = str(record["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DownloadError(f"{record_path}: unreadable digest record ({exc}); delete it to record the "
+                            "archive afresh") from exc
+    if recorded != digest:
+        raise DigestChangedError(
+            f"{archive.filename}: sha256 {digest} ({file.stat().st_size} bytes) differs from sha256 {recorded} "
+            f"({record.get('size')} bytes, from {record.get('url')} on {record.get('downloaded')}) recorded in "
+            f"{record_path}; the archive changed since it was first installed. Nothing was installed; the "
+            f"download is kept as {file}. If the change is expected, delete {record_path} and rerun")
+    return record
+
+
 def install_archive(archive: Archive, data_root: str | os.PathLike, *, base_url: str | None = None,
                     keep_archive: bool = False, log: Callable[[str], None] = print, **fetch_kw) -> Path:
     """Download, verify and safely extract one archive into ``<data_root>/<archive.dest>``.
@@ -292,10 +329,12 @@ def install_archive(archive: Archive, data_root: str | os.PathLike, *, base_url:
     urls = (f"{base_url.rstrip('/')}/{archive.filename}",) if base_url else archive.urls
     file = root / ".downloads" / archive.filename
     errors = []
+    fetched_from = None  # None: the archive was already in .downloads (kept from an earlier run)
     if not file.is_file():
         for url in urls:
             try:
                 fetch(url, file, size=archive.size, sha256=archive.sha256, md5=archive.md5, log=log, **fetch_kw)
+                fetched_from = url
                 break
             except ChecksumError:
                 raise
@@ -303,9 +342,13 @@ def install_archive(archive: Archive, data_root: str | os.PathLike, *, base_url:
                 errors.append(str(exc))
         else:
             raise DownloadError(f"{archive.filename}: every mirror failed:\n  " + "\n  ".join(errors))
+    digest = file_digest(file)
+    observed = None
     if not (archive.sha256 or archive.md5):
-        digest = file_digest(file)
+        observed = _check_observed(root, archive, file, digest)
         msg = f"warning: {archive.filename} has no published checksum ({archive.source}); its sha256 is {digest}"
+        msg += (f" (as recorded on {observed.get('downloaded')})" if observed
+                else f" (recorded in {_observed_record(root, archive)})")
         if archive.unverified_md5:
             md5 = file_digest(file, "md5")
             msg += (f"; a third-party md5 {archive.unverified_md5} is recorded, this file's md5 is {md5} "
@@ -327,9 +370,16 @@ def install_archive(archive: Archive, data_root: str | os.PathLike, *, base_url:
                                     "(or the whole folder) to reinstall")
             for e in sorted(content.iterdir()):
                 os.rename(e, dest / e.name)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        size = file.stat().st_size
         atomic_write_json(_marker(dest, archive), {
-            "file": archive.filename, "sha256": file_digest(file), "source": archive.source,
-            "installed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            "file": archive.filename, "sha256": digest, "size": size, "url": fetched_from,
+            "source": archive.source, "installed": now})
+        if not (archive.sha256 or archive.md5) and observed is None:
+            atomic_write_json(_observed_record(root, archive), {
+                "file": archive.filename, "sha256": digest, "size": size, "url": fetched_from,
+                "downloaded": now, "note": "no published checksum: the first installed download is the "
+                                           "reference for later ones (delete this file to accept a changed archive)"})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not keep_archive:

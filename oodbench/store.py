@@ -135,8 +135,17 @@ class PredictionStore:
     def has_anomaly(self, key: str, frame_id: str) -> bool:
         return self.anomaly_path(key, frame_id).is_file()
 
-    def read_anomaly(self, key: str, frame_id: str) -> np.ndarray:
-        """Read one score map in its stored dtype (float16 for SMIYC keys); squeezes singleton dims."""
+    def read_anomaly(self, key: str, frame_id: str, *, shape: tuple[int, ...] | None = None,
+                     dtype: Any = None) -> np.ndarray:
+        """Read one score map in its stored dtype (float16 for SMIYC keys); squeezes singleton dims.
+
+        Every reader (evaluation, submission, plots) gets the same guarantees, so a file one of them
+        accepts is never refused by another: ``value`` present and readable, 2-D, floating point,
+        finite; and, when given, exactly ``shape`` (after squeezing) and ``dtype``.
+
+        Raises:
+            PredictionError: the first check that fails, naming the file.
+        """
         path = self.anomaly_path(key, frame_id)
         if not path.is_file():
             raise PredictionError(f"missing prediction {path}")
@@ -154,6 +163,15 @@ class PredictionStore:
             raise PredictionError(f"{path}: expected a 2-D score map, got shape {arr.shape}")
         if arr.dtype.kind != "f":
             raise PredictionError(f"{path}: expected floating-point scores, got {arr.dtype}")
+        if dtype is not None and arr.dtype != np.dtype(dtype):
+            raise PredictionError(f"{path}: stored as {arr.dtype}, expected {np.dtype(dtype)}")
+        if shape is not None and arr.shape != tuple(shape):
+            raise PredictionError(f"{path}: shape {arr.shape} != expected {tuple(shape)}")
+        finite = np.isfinite(arr)
+        if not finite.all():
+            n_nan = int(np.isnan(arr).sum())
+            raise PredictionError(f"{path}: scores contain NaN or inf ({n_nan} NaN, "
+                                  f"{int(arr.size - finite.sum()) - n_nan} inf of {arr.size} values)")
         return arr
 
     def read_semantic(self, key: str, frame_id: str) -> np.ndarray | None:

@@ -2,34 +2,68 @@
 
 SMIYC (``benchmarks.md`` §4.1): the organisers evaluate the tree the official wrapper writes,
 ``anomaly_p/<method>/<persistence name>/<frame-id>.hdf5`` with one float16 dataset ``value`` of
-the full image resolution. :func:`build_smiyc_submission` checks that every frame of each requested
-split is present, readable, float16 and of the image's size before it writes the zip (atomically).
+the full image resolution. :func:`build_smiyc_submission` reads every frame of each requested split
+through :meth:`oodbench.store.PredictionStore.read_anomaly` — the reader evaluation uses, so a frame
+is packed only if ``oodbench evaluate`` would accept it (``value`` present and readable, finite) and
+it is float16 of the image's size — and writes the zip (atomically) only when every frame passed.
+
+Prediction files under a submitted folder that belong to no submitted frame are left out of the
+archive and listed in a warning, not refused: the persistence folder is shared by a track's
+validation and test splits (``AnomalyTrack-all`` holds both), so such files are normal after
+validating, and since they are never packed they cannot change what the organisers score.
 """
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .atomic import atomic_path
 from .store import PredictionError, PredictionStore
 
-__all__ = ["SMIYC_SUBMISSION_SPLITS", "build_smiyc_submission", "SubmissionError"]
+__all__ = ["SMIYC_SUBMISSION_SPLITS", "SMIYC_SCORE_DTYPE", "build_smiyc_submission", "SubmissionError"]
 
 #: the leaderboard splits the SMIYC server evaluates
 SMIYC_SUBMISSION_SPLITS = ("smiyc-anomaly-test", "smiyc-obstacle-test", "smiyc-laf-noknown")
+
+#: the dtype of ``value`` the official wrapper writes (``benchmarks.md`` §4.1)
+SMIYC_SCORE_DTYPE = np.float16
+
+_SHOWN = 30  # problems listed in one error message
+_SHOWN_STRAYS = 10
 
 
 class SubmissionError(PredictionError):
     """The prediction tree is incomplete or malformed; nothing was written."""
 
 
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
 def _image_size(split, fid: str) -> tuple[int, int]:
     frame = split.load(fid)
     return frame.shape
+
+
+def _strays(store: PredictionStore, splits: Sequence) -> list[tuple[Path, list[str], list[str]]]:
+    """``(folder, split names, file names)`` for ``.hdf5`` files that are no submitted frame."""
+    frames: dict[str, set[str]] = {}
+    names: dict[str, list[str]] = {}
+    for split in splits:
+        frames.setdefault(split.key, set()).update(split.frame_ids())
+        names.setdefault(split.key, []).append(split.name)
+    out = []
+    for key, ids in frames.items():
+        folder = store.anomaly_dir(key)
+        extra = sorted(p.name for p in folder.glob("*.hdf5") if p.stem not in ids) if folder.is_dir() else []
+        if extra:
+            out.append((folder, names[key], extra))
+    return out
 
 
 def build_smiyc_submission(
@@ -38,11 +72,16 @@ def build_smiyc_submission(
     out_zip: str | os.PathLike,
     splits: Sequence,
     progress: bool = True,
+    log: Callable[[str], None] = _stderr,
 ) -> dict[str, int]:
     """Validate and pack the SMIYC prediction tree of ``method`` for ``splits``.
 
+    The archive holds exactly one ``anomaly_p/<method>/<key>/<frame>.hdf5`` per frame of each split
+    and nothing else; stray prediction files are reported through ``log`` and left out.
+
     Returns the number of files per persistence key. Raises :class:`SubmissionError` listing
-    every problem (missing frames, wrong dtype or shape, unreadable files) without writing.
+    every problem (missing frames; unreadable, non-finite, wrong-dtype or wrong-shape files, each
+    named) without writing.
     """
     from tqdm.auto import tqdm
 
@@ -62,28 +101,21 @@ def build_smiyc_submission(
             )
             continue
         for fid in tqdm(ids, desc=f"checking {split.name}", disable=not progress, leave=False):
-            path = store.anomaly_path(split.key, fid)
             try:
-                import h5py
-
-                with h5py.File(path, "r") as fh:
-                    ds = fh["value"]
-                    dtype, shape = ds.dtype, tuple(int(d) for d in ds.shape if d != 1)  # squeezed, as read
-            except Exception as exc:
-                problems.append(f"{path}: unreadable ({exc})")
+                store.read_anomaly(split.key, fid, shape=_image_size(split, fid), dtype=SMIYC_SCORE_DTYPE)
+            except PredictionError as exc:
+                problems.append(str(exc))
                 continue
-            if dtype != np.float16:
-                problems.append(f"{path}: dtype {dtype}, SMIYC expects float16")
-            want = _image_size(split, fid)
-            if shape != want:
-                problems.append(f"{path}: shape {shape} != image size {want}")
-            arcname = f"anomaly_p/{method}/{split.key}/{fid}.hdf5"
-            files[arcname] = path
+            files[f"anomaly_p/{method}/{split.key}/{fid}.hdf5"] = store.anomaly_path(split.key, fid)
         counts[split.key] = counts.get(split.key, 0) + len(ids)
     if problems:
-        shown = "\n  ".join(problems[:30])
-        more = f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else ""
+        shown = "\n  ".join(problems[:_SHOWN])
+        more = f"\n  ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
         raise SubmissionError(f"submission not written, {len(problems)} problem(s):\n  {shown}{more}")
+    for folder, names, extra in _strays(store, splits):
+        listed = ", ".join(extra[:_SHOWN_STRAYS]) + (" ..." if len(extra) > _SHOWN_STRAYS else "")
+        log(f"warning: {len(extra)} file(s) under {folder} belong to no frame of {', '.join(names)} and are "
+            f"left out of the archive (a track's validation frames share its folder): {listed}")
     with atomic_path(out_zip) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             for arcname in sorted(files):

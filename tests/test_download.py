@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
+import shutil
 import stat
 import tarfile
 import threading
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from oodbench.cli import main as cli_main
+from oodbench.datasets import _archive as _archive_mod
 from oodbench.datasets import download as dl
 from oodbench.datasets._archive import UnsafeArchiveError, safe_extract
 
@@ -259,13 +263,123 @@ def test_unsafe_archives_are_rejected_and_nothing_is_placed(server, tmp_path, ca
     assert _leftovers(root) == []
 
 
-def test_safe_extract_allows_links_inside(tmp_path):
-    data = _tar([("a/f.txt", b"1"), _link("a/g.txt", "f.txt"), _link("h.txt", "a/f.txt", hard=True)])
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+#: issue #12 item 1: each link checked as text stays inside; on disk ``e`` is three folders up, so a
+#: regular member ``f`` written through ``f -> b/c/d/e/NAME`` lands outside the data root
+_CHAIN = [("b", "."), ("b/c", "."), ("b/c/d", "."), ("b/c/d/e", "../../.."), ("f", "b/c/d/e/NAME")]
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_symlink_chain_cannot_write_outside_through_the_cli(server, tmp_path, capsys, kind):
+    """The exact chain of issue #12, served as ``dataset_AnomalyTrack.zip`` (no published checksum,
+    so any bytes a mirror serves are accepted) and installed by ``oodbench download``."""
+    if kind == "tar":
+        data = _tar([_link(name, target) for name, target in _CHAIN] + [("f", b"pwned")])
+    else:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, target in _CHAIN:
+                info = zipfile.ZipInfo(name)
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+                zf.writestr(info, target)
+            zf.writestr("f", b"pwned")
+        data = buf.getvalue()
+    root = tmp_path / "a" / "b" / "root"  # room for "../../.." to land somewhere we can watch
+    root.mkdir(parents=True)
+    server.files["dataset_AnomalyTrack.zip"] = data
+    code = cli_main(["download", "smiyc-anomaly", "--data-root", str(root), "--base-url", server.url,
+                     "--retries", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert not any(p.name == "NAME" for p in tmp_path.rglob("*"))
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"pwned"] == []
+    assert "member 'b'" in err and "symbolic link" in err and err.count("\n") == 1  # one line
+    assert not (root / "dataset_AnomalyTrack").exists() and _leftovers(root) == []
+
+
+@pytest.mark.parametrize("case", ["hardlink_inside", "symlink_inside", "parent_is_symlink", "absolute", "dotdot",
+                                  "device", "fifo"])
+def test_unsafe_member_kinds_are_refused_with_the_member_named(tmp_path, case):
+    """Links are never created (no benchmark archive needs them): a link target checked as text says
+    nothing about links already on disk, so even a harmless-looking link is refused."""
+    special = tarfile.TarInfo("special")
+    special.type = tarfile.CHRTYPE if case == "device" else tarfile.FIFOTYPE
+    members, bad = {
+        "hardlink_inside": ([("a/f.txt", b"1"), _link("h.txt", "a/f.txt", hard=True)], "h.txt"),
+        "symlink_inside": ([("a/f.txt", b"1"), _link("a/g.txt", "f.txt")], "a/g.txt"),
+        "parent_is_symlink": ([("sub/x", b"1"), _link("l", "sub"), ("l/y", b"2")], "l"),
+        "absolute": ([("ok", b"1"), ("/abs/evil", b"x")], "/abs/evil"),
+        "dotdot": ([("ok", b"1"), ("a/../../evil", b"x")], "a/../../evil"),
+        "device": ([("ok", b"1"), special], "special"),
+        "fifo": ([("ok", b"1"), special], "special"),
+    }[case]
+    arch = tmp_path / "bad.tar"
+    arch.write_bytes(_tar(members))
+    with pytest.raises(UnsafeArchiveError, match=f"member {bad!r}"):
+        safe_extract(arch, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    assert _tree(tmp_path) == ["bad.tar"]
+
+
+def test_a_symlink_already_on_disk_is_never_followed(tmp_path, monkeypatch):
+    """Per-member verification: a link that appears in the destination while extracting (another
+    process, a race) stops the member that would pass through it, and nothing lands outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
     arch = tmp_path / "ok.tar"
-    arch.write_bytes(data)
-    safe_extract(arch, tmp_path / "out")
-    assert (tmp_path / "out/a/g.txt").read_bytes() == b"1"
-    assert (tmp_path / "out/h.txt").read_bytes() == b"1" and not (tmp_path / "out/h.txt").is_symlink()
+    arch.write_bytes(_tar([("a/one", b"1"), ("a/two", b"2"), ("b/three", b"3")]))
+    real_write = _archive_mod._write_file
+
+    def write_then_plant(dir_fd, name, src, exec_bit):
+        real_write(dir_fd, name, src, exec_bit)
+        if name == "two":  # after a/two: replace the not yet created folder b by a link outside
+            os.symlink(outside, tmp_path / "out" / "b")
+
+    monkeypatch.setattr(_archive_mod, "_write_file", write_then_plant)
+    with pytest.raises(UnsafeArchiveError, match="member 'b/three'.*symbolic link"):
+        safe_extract(arch, tmp_path / "out")
+    assert list(outside.iterdir()) == []
+
+
+def test_safe_extract_needs_a_fresh_destination(tmp_path):
+    arch = tmp_path / "ok.tar"
+    arch.write_bytes(_tar([("x", b"1")]))
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "old").write_bytes(b"")
+    with pytest.raises(UnsafeArchiveError, match="not empty"):
+        safe_extract(arch, tmp_path / "used")
+    os.symlink(tmp_path / "used", tmp_path / "link")
+    with pytest.raises(UnsafeArchiveError, match="symbolic link"):
+        safe_extract(arch, tmp_path / "link")
+
+
+def test_safe_extract_writes_files_dirs_and_duplicates(tmp_path):
+    empty = tarfile.TarInfo("empty")
+    empty.type = tarfile.DIRTYPE
+    script = tarfile.TarInfo("run.sh")
+    script.mode, script.size = 0o755, 2
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, body in (("a/f.txt", b"1"), ("a/f.txt", b"2")):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tf.addfile(info, io.BytesIO(body))
+        tf.addfile(empty)
+        tf.addfile(script, io.BytesIO(b"#!"))
+    arch = tmp_path / "ok.tar"
+    arch.write_bytes(buf.getvalue())
+    assert safe_extract(arch, tmp_path / "out") == ["a/f.txt", "a/f.txt", "empty", "run.sh"]
+    assert (tmp_path / "out/a/f.txt").read_bytes() == b"2"  # a later copy replaces an earlier one (as tar -x)
+    assert (tmp_path / "out/empty").is_dir()
+    assert os.access(tmp_path / "out/run.sh", os.X_OK) and not os.access(tmp_path / "out/a/f.txt", os.X_OK)
+    zarch = tmp_path / "ok.zip"
+    zarch.write_bytes(_zip({"d/": b"", "d/x.bin": b"xyz"}))
+    assert safe_extract(zarch, tmp_path / "zout") == ["d", "d/x.bin"]
+    assert (tmp_path / "zout/d/x.bin").read_bytes() == b"xyz"
 
 
 # ------------------------------------------------------------------------------------ table + CLI
@@ -286,6 +400,52 @@ def test_table_without_checksum_warns_with_digest(server, tmp_path):
     assert (tmp_path / "RoadAnomaly_jpg" / "frame_list.json").read_bytes() == b"[]"
     warning = next(line for line in lines if line.startswith("warning"))
     assert hashlib.sha256(data).hexdigest() in warning and "MISMATCH" in warning
+
+
+def test_unpublished_checksum_is_recorded_and_a_changed_archive_is_refused(server, tmp_path, capsys):
+    """No published checksum: the first install records sha256, size and URL in the data root; after
+    the dataset folder is deleted, a mirror serving other bytes is refused naming both digests."""
+    v1 = _zip({"dataset_AnomalyTrack/images/a.jpg": b"first"})
+    v2 = _zip({"dataset_AnomalyTrack/images/a.jpg": b"changed"})
+    d1, d2 = hashlib.sha256(v1).hexdigest(), hashlib.sha256(v2).hexdigest()
+    server.files["dataset_AnomalyTrack.zip"] = v1
+    dl.download("smiyc-anomaly", tmp_path, base_url=server.url, progress=False, log=_quiet)
+    record_path = tmp_path / ".oodbench-download-dataset_AnomalyTrack.zip.observed.json"
+    record = json.loads(record_path.read_text())
+    assert (record["sha256"], record["size"], record["url"]) == (d1, len(v1), f"{server.url}/dataset_AnomalyTrack.zip")
+    dest = tmp_path / "dataset_AnomalyTrack"
+    assert json.loads((dest / ".oodbench-download-dataset_AnomalyTrack.zip.json").read_text())["sha256"] == d1
+
+    shutil.rmtree(dest)  # reinstall: the same bytes are accepted
+    dl.download("smiyc-anomaly", tmp_path, base_url=server.url, progress=False, log=_quiet)
+    assert (dest / "images" / "a.jpg").read_bytes() == b"first"
+
+    shutil.rmtree(dest)
+    server.files["dataset_AnomalyTrack.zip"] = v2
+    code = cli_main(["download", "smiyc-anomaly", "--data-root", str(tmp_path), "--base-url", server.url,
+                     "--retries", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and d1 in err and d2 in err and str(record_path) in err
+    assert not dest.exists() and json.loads(record_path.read_text()) == record
+    kept = tmp_path / ".downloads" / "dataset_AnomalyTrack.zip"
+    assert kept.read_bytes() == v2  # kept, so accepting the change needs no second transfer
+    with pytest.raises(dl.DigestChangedError):  # a rerun does not slip through with the kept file
+        dl.download("smiyc-anomaly", tmp_path, base_url=server.url, progress=False, log=_quiet)
+
+    record_path.unlink()  # the user accepts the change
+    n = len(server.requests)
+    dl.download("smiyc-anomaly", tmp_path, base_url=server.url, progress=False, log=_quiet)
+    assert len(server.requests) == n and (dest / "images" / "a.jpg").read_bytes() == b"changed"
+    assert json.loads(record_path.read_text())["sha256"] == d2
+    assert _leftovers(tmp_path) == []
+
+
+def test_published_checksum_needs_no_record(server, tmp_path):
+    data = _zip({"x.txt": b"1"})
+    server.files["p.zip"] = data
+    dl.install_archive(_archive("p.zip", data, "P"), tmp_path, base_url=server.url, progress=False, log=_quiet)
+    assert (tmp_path / "P" / "x.txt").read_bytes() == b"1"
+    assert not list(tmp_path.glob("*.observed.json"))
 
 
 def test_every_table_entry_is_well_formed():

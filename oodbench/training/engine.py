@@ -169,6 +169,8 @@ class Trainer:
             if self.ctx.is_main:
                 print(f"{self.desc}: {describe_ignored(path, ignored)}", file=sys.stderr)
         self._resume_from = path
+        if self.ctx.is_main:
+            print(f"{self.desc}: resuming from {path} at iteration {int(payload['iteration'])}", file=sys.stderr)
         stored = payload.get("config")
         if self.model_field and isinstance(stored, dict):
             self._resume_holds = stored.get(self.model_field)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
@@ -230,3 +231,64 @@ def test_paste_scales_override(coco_pairs):
     assert OutlierExposureSet(TinyCity(2), coco_pairs, crop_size=(32, 32)).recipe.scales == FIXED.scales
     with pytest.raises(ValueError, match="paste scales must be in"):
         OutlierExposureSet(TinyCity(2), coco_pairs, crop_size=(32, 32), scales=(0.0,))
+
+
+# ------------------------------------------------------------------------------------ resume guards
+def test_resume_with_another_configuration_is_refused(tmp_path, coco_pairs):
+    from oodbench.training import ResumeError
+
+    out = tmp_path / "run"
+    _train(out, coco_pairs, stop_after=3)
+    before = (out / "config.json").read_bytes()
+    with pytest.raises(ResumeError) as err:
+        _train(out, coco_pairs, seed=4, lr=1e-3, max_iters=5, num_workers=1)
+    msg = str(err.value)
+    assert "\n" not in msg and str(out / "last.pth") in msg
+    assert "--seed 3 -> 4" in msg and "--lr 7.5e-05 -> 0.001" in msg and "--max-iters None -> 5" in msg
+    assert "--num-workers" not in msg  # runtime: may differ
+    assert (out / "config.json").read_bytes() == before
+
+
+def test_resume_anyway_continues_the_stored_run(tmp_path, coco_pairs, capsys):
+    full = _train(tmp_path / "full", coco_pairs)
+    out = tmp_path / "run"
+    _train(out, coco_pairs, stop_after=3)
+    capsys.readouterr()
+    res = _train(out, coco_pairs, tau=0.5, resume_anyway=True)
+    err = capsys.readouterr().err
+    assert "--tau 0.5 (kept 0.1)" in err
+    assert res.resumed_from == 2 and json.loads((out / "config.json").read_text())["tau"] == 0.1
+    a = torch.load(full.out_dir / "last.pth", weights_only=True)["model"]
+    b = torch.load(out / "last.pth", weights_only=True)["model"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def test_cli_resume_into_the_out_dir_of_another_model_is_one_line(tmp_path, coco_pairs, capsys):
+    """``oodbench train --method rpl`` and the torchrun entry point: exit 2, one line, no traceback."""
+    from oodbench.cli import main as cli_main
+    from oodbench.methods.rpl.train import main as torchrun_main
+
+    out = tmp_path / "run"
+    _train(out, coco_pairs, stop_after=3)
+    argv = ["--segmenter", "deeplabv3plus_wrn38", "--checkpoint", str(tmp_path / "cityscapes_best.pth"),
+            "--data-root", str(tmp_path / "data"), "--out-dir", str(out), "--num-workers", "0", "--no-progress"]
+    for run in (lambda: cli_main(["train", "--method", "rpl", *argv]), lambda: torchrun_main(argv)):
+        capsys.readouterr()
+        code = run()
+        err = capsys.readouterr().err
+        assert code == 2
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert str(out / "last.pth") in err
+        assert "holds deeplabv3plus_small weights, asked for deeplabv3plus_wrn38" in err, err
+
+
+def test_network_without_the_projector_does_not_fit_an_rpl_corocl_checkpoint(tmp_path, coco_pairs):
+    from oodbench.training import CheckpointError
+
+    out = tmp_path / "run"
+    _train(out, coco_pairs, stop_after=3)
+    with pytest.raises(CheckpointError) as err:
+        _train(out, coco_pairs, net=_net(projector=False))
+    msg = str(err.value)
+    assert "\n" not in msg and str(out / "last.pth") in msg and "unexpected" in msg and "proj_head" in msg, msg
+    assert len(msg) < 600

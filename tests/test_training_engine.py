@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,6 +168,50 @@ def test_config_flags_roundtrip():
         p.parse_args(["--mode", "c"])
 
 
+def test_configuration_and_runtime_fields_are_declared():
+    """Runtime fields may differ on resume; everything else decides the weights and must match."""
+    from oodbench.methods.rpl.train import RPLTrainConfig
+    from oodbench.training.config import runtime_fields
+    from oodbench.training.segmenter import SegmenterTrainConfig
+
+    engine = {"out_dir", "stop_after", "ckpt_every", "keep_iter_ckpts", "max_iter_ckpts", "val_every", "log_every",
+              "resume", "resume_anyway", "device", "num_workers", "progress", "deterministic"}
+    assert runtime_fields(EngineConfig) == engine
+    assert runtime_fields(SegmenterTrainConfig) == engine | {"data_root", "val_split", "init_checkpoint"}
+    assert runtime_fields(RPLTrainConfig) == engine | {
+        "checkpoint", "data_root", "cityscapes_root", "coco_root", "find_unused_parameters", "validator",
+        "val_splits", "val_max_frames"}
+    assert {"seed", "max_iters", "epochs", "amp"}.isdisjoint(runtime_fields(RPLTrainConfig))
+
+
+def test_reconcile_config_refuses_or_keeps_the_stored_values():
+    from oodbench.training.resume import ResumeError, config_differences, reconcile_config
+
+    stored = config_to_dict(_Cfg(crop=(4, 5), seed=1, num_workers=0))
+    del stored["mode"]  # a checkpoint written before the field existed: not compared
+    asked = _Cfg(crop=(6, 5), seed=2, num_workers=3, mode="b")
+    assert [d.name for d in config_differences(asked, stored)] == ["seed", "crop"]
+    with pytest.raises(ResumeError, match=r"^ck\.pth: .*--seed 1 -> 2; --crop 4 5 -> 6 5\)"):
+        reconcile_config(asked, {"config": stored}, "ck.pth")
+    asked.resume_anyway = True
+    kept, ignored = reconcile_config(asked, {"config": stored}, "ck.pth")
+    assert kept.crop == (4, 5) and kept.seed == 1 and kept.num_workers == 3 and kept.mode == "b"
+    assert [(d.name, d.asked) for d in ignored] == [("seed", 2), ("crop", [6, 5])]
+    assert reconcile_config(asked, {"iteration": 3}, "hand-made.pth") == (asked, [])
+
+
+def test_stale_temporaries_are_removed_and_never_resumed_from(tmp_path):
+    from oodbench.training.resume import remove_stale_temporaries
+
+    (tmp_path / ".tmp-last.pth.abc.pth").write_bytes(b"torn")
+    assert find_resume(tmp_path, "auto") is None  # a torn last.pth is not a checkpoint
+    keep = save_checkpoint({"iteration": 1}, tmp_path / "last.pth")
+    assert find_resume(tmp_path, "auto") == keep
+    assert remove_stale_temporaries(tmp_path) == [tmp_path / ".tmp-last.pth.abc.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
+    assert remove_stale_temporaries(tmp_path / "absent") == []
+
+
 # ------------------------------------------------------------------------------------ device
 def test_device_switches_are_noops_on_cpu():
     assert amp_dtype(CPU, True) is None
@@ -263,9 +306,9 @@ def test_collectives_and_global_bn_under_torchrun_gloo(tmp_path):
     autograd gather, CoroCL pool sampling = single-process sampling, global masked means."""
     script = tmp_path / "worker.py"
     script.write_text(DIST_WORKER)
-    torchrun = Path(sys.executable).parent / "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script)],
+    # `python -m torch.distributed.run` is torchrun; a venv may lack the torchrun script
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("RANK_OK") == 2

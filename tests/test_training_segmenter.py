@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -175,3 +176,99 @@ def test_cli_training_resumes_after_interruption(synth_root, tmp_path, cli):
     rows = read_csv_log(out / "train.csv")
     assert [r["iteration"] for r in rows] == ["1", "2", "3", "4"]
     assert torch.load(out / "last.pth", weights_only=True)["iteration"] == 4
+
+
+# ------------------------------------------------------------------------------------ resume guards
+def _stopped_run(out):
+    """A run "killed" after iteration 3 with its checkpoint of iteration 2 on disk."""
+    _train(out, stop_after=3)
+    return (out / "config.json").read_bytes(), (out / "last.pth").read_bytes()
+
+
+def test_resume_with_another_configuration_is_refused_and_names_the_fields(tmp_path):
+    from oodbench.training import ResumeError
+
+    out = tmp_path / "run"
+    config_before, ckpt_before = _stopped_run(out)
+    with pytest.raises(ResumeError) as err:
+        _train(out, seed=5, lr=0.02, max_iters=4)
+    msg = str(err.value)
+    assert "\n" not in msg and str(out / "last.pth") in msg
+    for flag in ("--seed 4 -> 5", "--lr 0.01 -> 0.02", "--max-iters None -> 4", "--resume-anyway"):
+        assert flag in msg, msg
+    assert "--num-workers" not in msg
+    # nothing was touched: config.json keeps the run's values, the checkpoint is the same file
+    assert (out / "config.json").read_bytes() == config_before
+    assert (out / "last.pth").read_bytes() == ckpt_before
+
+
+def test_runtime_fields_may_differ_on_resume(tmp_path):
+    _stopped_run(tmp_path / "run")
+    res = _train(tmp_path / "run", num_workers=1, log_every=2, ckpt_every=3, progress=False, val_every=5)
+    assert res.resumed_from == 2 and res.iteration == 6
+    full = _train(tmp_path / "full")
+    a = torch.load(full.out_dir / "last.pth", weights_only=True)["model_state"]
+    b = torch.load(res.out_dir / "last.pth", weights_only=True)["model_state"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def test_resume_anyway_keeps_the_stored_configuration(tmp_path, capsys):
+    out = tmp_path / "run"
+    _stopped_run(out)
+    capsys.readouterr()
+    res = _train(out, lr=0.5, seed=9, resume_anyway=True)
+    err = capsys.readouterr().err
+    assert "--resume-anyway" in err and "--lr 0.5 (kept 0.01)" in err and "--seed 9 (kept 4)" in err
+    assert res.resumed_from == 2 and res.iteration == 6
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["lr"] == 0.01 and stored["seed"] == 4  # never the ignored values
+    assert torch.load(out / "last.pth", weights_only=True)["config"]["lr"] == 0.01
+    full = _train(tmp_path / "full")  # and the weights are those of the stored configuration
+    a = torch.load(full.out_dir / "last.pth", weights_only=True)["model_state"]
+    b = torch.load(out / "last.pth", weights_only=True)["model_state"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+
+def test_resume_into_the_out_dir_of_another_model_is_one_line(tmp_path, capsys):
+    """``oodbench train-segmenter`` (in process): exit 2, one line naming the file and both models."""
+    from oodbench.cli import main
+
+    out = tmp_path / "run"
+    _stopped_run(out)
+    capsys.readouterr()
+    code = main(["train-segmenter", "--model", "deeplabv3plus_wrn38", "--out-dir", str(out),
+                 "--data-root", str(tmp_path / "data"), "--crop-size", "32", "32", "--batch-size", "2",
+                 "--epochs", "2", "--ckpt-every", "2", "--num-workers", "0", "--no-progress", "--seed", "4",
+                 "--scale-min", "0.75", "--scale-max", "1.25"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert str(out / "last.pth") in err
+    assert "holds deeplabv3plus_small weights, asked for deeplabv3plus_wrn38" in err, err
+
+
+def test_weights_that_do_not_fit_the_model_are_one_line(tmp_path):
+    """A model passed in Python that does not match the checkpoint: counts and a few key names."""
+    from oodbench.training import CheckpointError
+
+    out = tmp_path / "run"
+    _stopped_run(out)
+    torch.manual_seed(0)
+    other = segmenters.build("deeplabv3plus_small", num_classes=5)
+    with pytest.raises(CheckpointError) as err:
+        train_segmenter(_cfg(out, resume_anyway=True, num_classes=5), train_data=TinyCity(6), model=other)
+    msg = str(err.value)
+    assert "\n" not in msg and str(out / "last.pth") in msg and "shape" in msg and len(msg) < 600, msg
+
+
+def test_temporary_files_left_by_a_kill_are_ignored_and_removed(tmp_path):
+    """A SIGKILL during a checkpoint write leaves ``.tmp-*`` files: never resumed from, removed on resume."""
+    out = tmp_path / "run"
+    _stopped_run(out)
+    torn = [out / ".tmp-last.pth.k1l2.pth", out / ".tmp-iter_000004.pth.x9y8.pth", out / ".tmp-config.json.ab.json"]
+    for p in torn:
+        p.write_bytes(b"PK\x03\x04 half a zip")  # a torn torch.save
+    res = _train(out)
+    assert res.resumed_from == 2 and res.iteration == 6
+    assert not any(p.exists() for p in torn)
+    assert not list(out.glob(".tmp-*"))

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -39,8 +38,9 @@ def test_two_gloo_ranks_train_like_one_process(synth_root, tmp_path):
     script = tmp_path / "seg.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    bin_dir = Path(sys.executable).parent
-    for cmd, out in (([sys.executable], "one"), ([str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node", "2"], "two")):
+    # torchrun as a module: a venv may lack the torchrun script
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for cmd, out in (([sys.executable], "one"), (torchrun, "two")):
         proc = subprocess.run([*cmd, str(script), str(synth_root), str(tmp_path / out)], capture_output=True,
                               text=True, env=env, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -51,6 +51,7 @@ from oodbench.training.config import EngineConfig, add_dataclass_arguments, conf
 from oodbench.training.device import autocast, maybe_channels_last
 from oodbench.training.distributed import DistContext, barrier, cleanup_distributed, global_sum, unwrap, wrap_ddp
 from oodbench.training.engine import Trainer, TrainResult
+from oodbench.training.entry import run_entry_point
 from oodbench.training.sampler import EpochBatchSampler, epoch_loader
 from oodbench.training.schedule import PolySchedule
 from oodbench.training.seeding import torch_generator
@@ -63,13 +64,20 @@ __all__ = ["RPLTrainConfig", "RPLTrainer", "train_rpl", "add_train_parser", "mai
 
 @dataclass
 class RPLTrainConfig(EngineConfig):
-    """Options of ``oodbench train --method rpl`` (defaults: paper and official config)."""
+    """Options of ``oodbench train --method rpl`` (defaults: paper and official config).
+
+    On resume (:mod:`oodbench.training.config` module doc) every field below is configuration and
+    must match the checkpoint's, except the runtime ones: the input paths (``checkpoint``,
+    ``data_root``, ``cityscapes_root``, ``coco_root``; resume restores all weights), the DDP switch
+    ``find_unused_parameters``, ``ckpt_every`` and the monitoring (``validator``, ``val_splits``,
+    ``val_max_frames``).
+    """
 
     segmenter: str = field(default="deeplabv3plus_wrn38", metadata={"help": "registered closed-set segmenter"})
-    checkpoint: str | None = field(default=None, metadata={"help": "closed-set weights of the segmenter (e.g. cityscapes_best.pth)"})
-    data_root: str | None = field(default=None, metadata={"help": "folder holding cityscapes/ and coco/ (e.g. the synthetic benchmark)"})
-    cityscapes_root: str | None = field(default=None, metadata={"help": "Cityscapes root (default: --data-root)"})
-    coco_root: str | None = field(default=None, metadata={"help": "COCO root with OE masks (default: --data-root)"})
+    checkpoint: str | None = field(default=None, metadata={"runtime": True, "help": "closed-set weights of the segmenter (e.g. cityscapes_best.pth)"})
+    data_root: str | None = field(default=None, metadata={"runtime": True, "help": "folder holding cityscapes/ and coco/ (e.g. the synthetic benchmark)"})
+    cityscapes_root: str | None = field(default=None, metadata={"runtime": True, "help": "Cityscapes root (default: --data-root)"})
+    coco_root: str | None = field(default=None, metadata={"runtime": True, "help": "COCO root with OE masks (default: --data-root)"})
     train_split: str = field(default="train", metadata={"help": "Cityscapes split to train on"})
     crop_size: tuple[int, int] = field(default=(700, 700), metadata={"help": "training crop H W"})
     batch_size: int = field(default=8, metadata={"help": "city-mix images per rank and iteration"})
@@ -84,12 +92,12 @@ class RPLTrainConfig(EngineConfig):
     paste_scales: tuple[float, ...] | None = field(default=None, metadata={"help": "override the COCO object scale factors (default {.1,.125,.25,.5,.75}, for 700 px crops)"})
     reference_quirks: bool = field(default=False, metadata={"help": "reproduce the reference data/LR quirks (methods/rpl/data.py table)"})
     residual_dropout: float | None = field(default=None, metadata={"help": "override the dropout probability inside the residual block (VainF-family ASPP: 0.1; WRN38 has none); masks are drawn per rank, so only 0 makes N ranks match 1 process exactly"})
-    find_unused_parameters: bool = field(default=True, metadata={"help": "DDP find_unused_parameters (the projector idles on RPL-only steps)"})
-    validator: Any = field(default=None, metadata={"cli": False, "help": "callable(model, iteration) -> dict"})
-    val_splits: str = field(default="auto", metadata={"help": "labelled anomaly splits under --data-root to monitor every --val-every iterations and at the end: 'auto' (all found), 'none', or comma-separated names"})
-    val_max_frames: int | None = field(default=None, metadata={"help": "at most this many frames per validation split"})
+    find_unused_parameters: bool = field(default=True, metadata={"runtime": True, "help": "DDP find_unused_parameters (the projector idles on RPL-only steps)"})
+    validator: Any = field(default=None, metadata={"runtime": True, "cli": False, "help": "callable(model, iteration) -> dict"})
+    val_splits: str = field(default="auto", metadata={"runtime": True, "help": "labelled anomaly splits under --data-root to monitor every --val-every iterations and at the end: 'auto' (all found), 'none', or comma-separated names"})
+    val_max_frames: int | None = field(default=None, metadata={"runtime": True, "help": "at most this many frames per validation split"})
     epochs: int = field(default=40, metadata={"help": "epochs (40 in the official config, 80 in the authors' reported run)"})
-    ckpt_every: int = field(default=185, metadata={"help": "iterations between checkpoints (the reference's eval_iter)"})
+    ckpt_every: int = field(default=185, metadata={"runtime": True, "help": "iterations between checkpoints (the reference's eval_iter)"})
 
 
 def _roots(cfg: RPLTrainConfig) -> tuple[Path, Path]:
@@ -110,6 +118,7 @@ class RPLTrainer(Trainer):
     """RPL+CoroCL trainer (module doc). ``model``/``city``/``coco`` override building from the config."""
 
     desc = "train-rpl"
+    model_field = "segmenter"
 
     def __init__(self, cfg: RPLTrainConfig, ctx: DistContext | None = None, model: torch.nn.Module | None = None,
                  city: Any = None, coco: Sequence[tuple[Any, Any]] | None = None) -> None:
@@ -239,7 +248,7 @@ class RPLTrainer(Trainer):
     def load_payload(self, payload: dict[str, Any]) -> None:
         if "model" not in payload or "optimizer" not in payload:
             raise ValueError(f"RPL checkpoint lacks 'model'/'optimizer' (has {sorted(payload)})")
-        unwrap(self.model).load_state_dict(payload["model"], strict=True)
+        self.load_model_state(unwrap(self.model), payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
 
     def validate(self, iteration: int) -> dict[str, float] | None:
@@ -291,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     add_train_parser(sub)
     args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    return run_entry_point(args, parser.prog)
 
 
 if __name__ == "__main__":

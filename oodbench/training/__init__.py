@@ -8,7 +8,8 @@ Modules (one job each):
 * :mod:`.distributed` -- torchrun setup (gloo on CPU, NCCL on CUDA), global sums/means,
   autograd-aware gathers; :mod:`.syncbn` -- global-batch BN on CPU (gloo) and CUDA;
 * :mod:`.schedule` -- poly LR; :mod:`.device` -- bf16 autocast / channels-last / pinned memory,
-  CUDA only; :mod:`.checkpoint` -- atomic ``weights_only`` checkpoints;
+  CUDA only; :mod:`.checkpoint` -- atomic ``weights_only`` checkpoints; :mod:`.resume` -- a resume
+  must continue the same run (configuration, weights that fit, stale temporaries);
 * :mod:`.logs` -- CSV (+ TensorBoard) logs and tqdm; :mod:`.config` -- dataclass configs -> CLI flags;
 * :mod:`.engine` -- the loop (:class:`Trainer`); :mod:`.transforms` -- augmentation primitives;
   :mod:`.validation` -- the anomaly monitor for periodic validation;
@@ -22,6 +23,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import EngineConfig
 from .distributed import DistContext, init_distributed
 from .engine import Trainer, TrainResult
+from .resume import ResumeError
 from .schedule import PolySchedule, poly_lr
 from .seeding import derive_seed, seed_everything
 
@@ -30,6 +32,7 @@ __all__ = [
     "DistContext",
     "EngineConfig",
     "PolySchedule",
+    "ResumeError",
     "TrainResult",
     "Trainer",
     "derive_seed",

@@ -23,8 +23,12 @@ from oodbench.atomic import atomic_path
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "find_resume"]
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable or not in the expected layout (the message names it)."""
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not in the expected layout (the message names it).
+
+    A ``ValueError``: it is the user's file or flag that is wrong, so ``oodbench`` prints it as one
+    line and exits with status 2.
+    """
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:

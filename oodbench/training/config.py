@@ -4,6 +4,17 @@ Every field becomes ``--field-name`` with the field's type, default and ``metada
 booleans get ``--x/--no-x``; ``metadata["choices"]`` restricts values; ``metadata["cli"] = False``
 keeps a field (e.g. a Python callback) off the command line. One definition therefore serves the
 Python API (``train_rpl(RPLTrainConfig(...))``), the CLI and the config stored in checkpoints.
+
+**Configuration vs runtime fields.** A field is *configuration* unless its metadata says
+``runtime=True`` (:func:`runtime_fields`). Configuration fields decide the weights a run ends with
+(seed, LR, iterations, batch, crop, model, loss weights, bf16 autocast); a resume must use the
+checkpoint's values (:mod:`.resume` refuses otherwise). Runtime fields only say where and how the
+same computation runs, or what is written besides the weights, and may differ on resume: output
+folder, resume switches, device, worker processes, progress bar, deterministic kernels, DDP
+options, checkpoint/log/validation intervals and what validation monitors, and the *paths* of the
+inputs (data may move to a local disk; resume restores every weight from the checkpoint, so the
+initial-weights path no longer matters). New fields are configuration by default: a forgotten
+marker refuses a harmless resume rather than accepting a different run.
 """
 from __future__ import annotations
 
@@ -15,35 +26,52 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EngineConfig", "add_dataclass_arguments", "config_from_namespace", "config_to_dict"]
+__all__ = ["EngineConfig", "add_dataclass_arguments", "config_from_namespace", "config_to_dict", "runtime_fields"]
 
 
 def _h(text: str, **extra: Any) -> dict[str, Any]:
     return {"help": text, **extra}
 
 
+def _rt(text: str, **extra: Any) -> dict[str, Any]:
+    """Metadata of a runtime field (may differ on resume; see module doc)."""
+    return {"help": text, "runtime": True, **extra}
+
+
 @dataclass
 class EngineConfig:
-    """Options shared by every trainer (loop, checkpoints, logs, devices)."""
+    """Options shared by every trainer (loop, checkpoints, logs, devices).
 
-    out_dir: str = field(default="runs/train", metadata=_h("output folder (checkpoints, train.csv, val.csv, config.json)"))
+    Configuration (must match on resume): ``epochs``, ``max_iters`` (the poly horizon), ``seed``,
+    ``amp`` (bf16 changes the arithmetic). Runtime (may differ): everything marked ``_rt`` below.
+    """
+
+    out_dir: str = field(default="runs/train", metadata=_rt("output folder (checkpoints, train.csv, val.csv, config.json)"))
     epochs: int = field(default=40, metadata=_h("number of epochs"))
     max_iters: int | None = field(default=None, metadata=_h("cap on the total number of iterations (also the poly horizon)"))
     stop_after: int | None = field(
-        default=None, metadata=_h("stop after this iteration without saving, as if killed (tests resume)")
+        default=None, metadata=_rt("stop after this iteration without saving, as if killed (tests resume)")
     )
-    ckpt_every: int = field(default=500, metadata=_h("iterations between checkpoints (iter_N.pth + last.pth)"))
-    keep_iter_ckpts: bool = field(default=True, metadata=_h("write iter_N.pth files, not only last.pth"))
-    max_iter_ckpts: int | None = field(default=5, metadata=_h("keep only the newest N iter_N.pth files (WRN38 RPL files are ~0.7 GB)"))
-    val_every: int = field(default=0, metadata=_h("iterations between validations (0: only at the end)"))
-    log_every: int = field(default=1, metadata=_h("iterations between CSV/TensorBoard rows"))
+    ckpt_every: int = field(default=500, metadata=_rt("iterations between checkpoints (iter_N.pth + last.pth)"))
+    keep_iter_ckpts: bool = field(default=True, metadata=_rt("write iter_N.pth files, not only last.pth"))
+    max_iter_ckpts: int | None = field(default=5, metadata=_rt("keep only the newest N iter_N.pth files (WRN38 RPL files are ~0.7 GB)"))
+    val_every: int = field(default=0, metadata=_rt("iterations between validations (0: only at the end)"))
+    log_every: int = field(default=1, metadata=_rt("iterations between CSV/TensorBoard rows"))
     seed: int = field(default=666, metadata=_h("seed of every random draw (data order, augmentation, sampling)"))
-    resume: str = field(default="auto", metadata=_h("checkpoint to resume from; 'auto': OUT_DIR/last.pth if it exists; 'no'"))
-    device: str = field(default="auto", metadata=_h("'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1'"))
+    resume: str = field(default="auto", metadata=_rt("checkpoint to resume from; 'auto': OUT_DIR/last.pth if it exists; 'no'"))
+    resume_anyway: bool = field(default=False, metadata=_rt(
+        "resume even if the configuration differs from the checkpoint's: continue with the checkpoint's "
+        "values and list the flags ignored"))
+    device: str = field(default="auto", metadata=_rt("'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1'"))
     amp: bool = field(default=True, metadata=_h("bf16 autocast on CUDA (ignored on CPU)"))
-    num_workers: int = field(default=4, metadata=_h("DataLoader worker processes per rank"))
-    progress: bool = field(default=True, metadata=_h("tqdm progress bar on rank 0"))
-    deterministic: bool = field(default=False, metadata=_h("deterministic kernels (slower on CUDA)"))
+    num_workers: int = field(default=4, metadata=_rt("DataLoader worker processes per rank"))
+    progress: bool = field(default=True, metadata=_rt("tqdm progress bar on rank 0"))
+    deterministic: bool = field(default=False, metadata=_rt("deterministic kernels (slower on CUDA)"))
+
+
+def runtime_fields(cls_or_cfg: Any) -> frozenset[str]:
+    """Names of the fields that may differ on resume (``metadata["runtime"]``; see module doc)."""
+    return frozenset(f.name for f in fields(cls_or_cfg) if f.metadata.get("runtime", False))
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:

@@ -8,7 +8,9 @@
   ``start_batch`` on (an :class:`~oodbench.training.sampler.EpochBatchSampler` makes it exact);
 * ``train_step(batch, iteration) -> dict[str, float]`` -- one optimisation step; returns the
   *global* (all-rank) values to log;
-* ``payload()`` / ``load_payload(d)`` -- checkpoint contents;
+* ``payload()`` / ``load_payload(d)`` -- checkpoint contents (load weights with
+  :meth:`Trainer.load_model_state`, which names the file and the mismatch in one line);
+* ``model_field`` -- the config field naming the architecture (its mismatch leads resume errors);
 * ``validate(iteration) -> dict | None`` -- optional periodic validation.
 
 Loop contract (why resume is exact): before step ``t`` the LR is set to the poly value for ``t``
@@ -17,6 +19,12 @@ function of ``(seed, epoch, batch)``. A checkpoint written after step ``t`` hold
 optimizer and ``iteration = t + 1``; resuming from it replays exactly the steps an uninterrupted
 run would take. Files: ``iter_<N>.pth`` (optional) and ``last.pth`` (a hard link to the newest,
 both written atomically), ``train.csv``, ``val.csv``, ``config.json`` and TensorBoard events.
+
+Resume contract (:mod:`.resume`): the checkpoint is read *before* ``setup()``; a configuration
+that differs from the stored one is refused before anything is built or written, or, with
+``--resume-anyway``, replaced by the stored one (the ignored flags are printed), so
+``config.json`` always describes the run the checkpoint continues. ``.tmp-*`` files left by a
+kill during a write are removed at start; only ``last.pth`` (or ``--resume PATH``) is resumed from.
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ from .checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint
 from .config import EngineConfig, config_to_dict
 from .distributed import DistContext, barrier, init_distributed
 from .logs import CSVLogger, TensorBoardLogger, progress
+from .resume import check_state_dict, describe_ignored, reconcile_config, remove_stale_temporaries
 from .seeding import derive_seed, seed_everything, set_deterministic
 
 __all__ = ["Trainer", "TrainResult"]
@@ -62,6 +71,7 @@ class Trainer:
     """Base class of the trainers (see module doc)."""
 
     desc = "train"
+    model_field: str | None = None
 
     def __init__(self, cfg: EngineConfig, ctx: DistContext | None = None) -> None:
         self.cfg = cfg
@@ -71,6 +81,8 @@ class Trainer:
         self.iteration = 0
         self.iters_per_epoch = 0
         self.schedule: Any = None
+        self._resume_from: Path | None = None
+        self._resume_holds: str | None = None
         if cfg.deterministic:
             set_deterministic(True)
         seed_everything(cfg.seed, self.ctx.rank)
@@ -139,11 +151,34 @@ class Trainer:
         for old in files[: max(len(files) - max(keep, 0), 0)]:
             old.unlink()  # last.pth is a separate link/copy of the newest, so it survives
 
-    def _resume(self) -> int | None:
+    def load_model_state(self, module: torch.nn.Module, state: dict[str, Any]) -> None:
+        """``module.load_state_dict(state, strict=True)`` after a one-line check that ``state`` fits."""
+        check_state_dict(module.state_dict(), state, self._resume_from or "(payload)", holds=self._resume_holds)
+        module.load_state_dict(state, strict=True)
+
+    def _read_resume(self) -> dict[str, Any] | None:
+        """The checkpoint to resume from, with ``self.cfg`` checked against (or replaced by) its config."""
         path = find_resume(self.out_dir, self.cfg.resume)
         if path is None:
             return None
         payload = load_checkpoint(path, map_location=self.device, required=("iteration",))
+        cfg, ignored = reconcile_config(self.cfg, payload, path, self.model_field)
+        if ignored:
+            self.cfg = cfg
+            seed_everything(cfg.seed, self.ctx.rank)
+            if self.ctx.is_main:
+                print(f"{self.desc}: {describe_ignored(path, ignored)}", file=sys.stderr)
+        self._resume_from = path
+        if self.ctx.is_main:
+            print(f"{self.desc}: resuming from {path} at iteration {int(payload['iteration'])}", file=sys.stderr)
+        stored = payload.get("config")
+        if self.model_field and isinstance(stored, dict):
+            self._resume_holds = stored.get(self.model_field)
+        return payload
+
+    def _resume(self, payload: dict[str, Any] | None) -> int | None:
+        if payload is None:
+            return None
         self.load_payload(payload)
         self.iteration = int(payload["iteration"])
         if self.ctx.world_size == 1 and "rng" in payload:
@@ -159,12 +194,19 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Run (or resume) training up to ``total_iters`` or ``stop_after``."""
         t_start = time.perf_counter()
+        main = self.ctx.is_main
+        if main:
+            stale = remove_stale_temporaries(self.out_dir)
+            if stale:
+                print(f"{self.desc}: removed {len(stale)} temporary file(s) left by an interrupted write in "
+                      f"{self.out_dir}", file=sys.stderr)
+        resume_payload = self._read_resume()
         self.setup()
         if self.iters_per_epoch < 1:
             raise RuntimeError(f"{type(self).__name__}.setup() must set iters_per_epoch >= 1")
         total = self.total_iters
-        resumed = self._resume()
-        main = self.ctx.is_main
+        resumed = self._resume(resume_payload)
+        del resume_payload  # the model and optimizer hold copies now
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.out_dir / "config.json", {**config_to_dict(self.cfg), "world_size": self.ctx.world_size})

@@ -35,6 +35,7 @@ from .config import EngineConfig, add_dataclass_arguments, config_from_namespace
 from .device import autocast, maybe_channels_last
 from .distributed import DistContext, cleanup_distributed, global_mean_parts, global_sum, unwrap, wrap_ddp
 from .engine import Trainer, TrainResult
+from .entry import run_entry_point
 from .sampler import EpochBatchSampler, epoch_loader
 from .schedule import PolySchedule
 from .seeding import numpy_rng
@@ -54,13 +55,18 @@ __all__ = [
 
 @dataclass
 class SegmenterTrainConfig(EngineConfig):
-    """Options of ``oodbench train-segmenter`` (engine options: :class:`EngineConfig`)."""
+    """Options of ``oodbench train-segmenter`` (engine options: :class:`EngineConfig`).
+
+    On resume (:mod:`oodbench.training.config` module doc) every field below is configuration and
+    must match the checkpoint's, except the runtime ones: ``data_root`` (a path; the data may move),
+    ``val_split`` (what is monitored) and ``init_checkpoint`` (resume restores all weights).
+    """
 
     model: str = field(default="deeplabv3plus_small", metadata={"help": "registered segmenter name"})
-    data_root: str | None = field(default=None, metadata={"help": "Cityscapes root, or a folder holding cityscapes/ (e.g. the synthetic benchmark)"})
+    data_root: str | None = field(default=None, metadata={"runtime": True, "help": "Cityscapes root, or a folder holding cityscapes/ (e.g. the synthetic benchmark)"})
     train_split: str = field(default="train", metadata={"help": "training split"})
-    val_split: str | None = field(default="val", metadata={"help": "validation split (labelled); 'none' to skip validation"})
-    init_checkpoint: str | None = field(default=None, metadata={"help": "initial weights (any format the segmenter loads)"})
+    val_split: str | None = field(default="val", metadata={"runtime": True, "help": "validation split (labelled); 'none' to skip validation"})
+    init_checkpoint: str | None = field(default=None, metadata={"runtime": True, "help": "initial weights (any format the segmenter loads)"})
     num_classes: int = field(default=19, metadata={"help": "closed-set classes"})
     crop_size: tuple[int, int] = field(default=(512, 1024), metadata={"help": "training crop H W"})
     scale_min: float = field(default=0.5, metadata={"help": "smallest random scale"})
@@ -114,6 +120,7 @@ class SegmenterTrainer(Trainer):
     """Closed-set trainer (see module doc). ``train_data``/``val_data`` override the data root."""
 
     desc = "train-segmenter"
+    model_field = "model"
 
     def __init__(self, cfg: SegmenterTrainConfig, ctx: DistContext | None = None,
                  train_data: Any = None, val_data: Any = None, model: torch.nn.Module | None = None) -> None:
@@ -206,7 +213,7 @@ class SegmenterTrainer(Trainer):
         }
 
     def load_payload(self, payload: dict[str, Any]) -> None:
-        unwrap(self.model).load_state_dict(payload["model_state"], strict=True)
+        self.load_model_state(unwrap(self.model), payload["model_state"])
         self.optimizer.load_state_dict(payload["optimizer"])
 
 
@@ -250,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = argv if argv is not None else sys.argv[1:]
     args = parser.parse_args(["train-segmenter", *argv])
-    return args.func(args)
+    return run_entry_point(args, parser.prog)
 
 
 if __name__ == "__main__":

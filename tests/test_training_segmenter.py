@@ -272,3 +272,25 @@ def test_temporary_files_left_by_a_kill_are_ignored_and_removed(tmp_path):
     assert res.resumed_from == 2 and res.iteration == 6
     assert not any(p.exists() for p in torn)
     assert not list(out.glob(".tmp-*"))
+
+
+def test_resume_with_another_world_size_is_refused(tmp_path, capsys):
+    """--batch-size is per process: resuming a 2-process checkpoint in 1 process halves the global batch."""
+    from oodbench.training import ResumeError
+
+    out = tmp_path / "run"
+    _stopped_run(out)
+    payload = torch.load(out / "last.pth", weights_only=True)
+    payload["world_size"] = 2                                  # as if written under torchrun -nproc 2
+    torch.save(payload, out / "last.pth")
+    before = (out / "last.pth").read_bytes()
+    with pytest.raises(ResumeError) as err:
+        _train(out)
+    msg = str(err.value)
+    assert "\n" not in msg and msg == (
+        f"{out / 'last.pth'} was written by 2 process(es), this run has 1: the global batch would change "
+        "from 4 to 2; resume with --nproc_per_node 2, or add --resume-anyway to continue with the new world size")
+    assert (out / "last.pth").read_bytes() == before
+    capsys.readouterr()
+    res = _train(out, resume_anyway=True)
+    assert res.resumed_from == 2 and "global batch would change from 4 to 2" in capsys.readouterr().err

@@ -46,7 +46,7 @@ from .checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint
 from .config import EngineConfig, config_to_dict
 from .distributed import DistContext, barrier, init_distributed
 from .logs import CSVLogger, TensorBoardLogger, progress
-from .resume import check_state_dict, describe_ignored, reconcile_config, remove_stale_temporaries
+from .resume import ResumeError, check_state_dict, describe_ignored, reconcile_config, remove_stale_temporaries
 from .seeding import derive_seed, seed_everything, set_deterministic
 
 __all__ = ["Trainer", "TrainResult"]
@@ -168,6 +168,18 @@ class Trainer:
             seed_everything(cfg.seed, self.ctx.rank)
             if self.ctx.is_main:
                 print(f"{self.desc}: {describe_ignored(path, ignored)}", file=sys.stderr)
+        stored_world = payload.get("world_size")
+        if stored_world is not None and int(stored_world) != self.ctx.world_size:
+            # --batch-size is per process: another world size is another global batch (and data order)
+            per_rank = getattr(self.cfg, "batch_size", 1)
+            what = (f"{path} was written by {int(stored_world)} process(es), this run has {self.ctx.world_size}: "
+                    f"the global batch would change from {int(stored_world) * per_rank} to "
+                    f"{self.ctx.world_size * per_rank}")
+            if not getattr(self.cfg, "resume_anyway", False):
+                raise ResumeError(f"{what}; resume with --nproc_per_node {int(stored_world)}, or add "
+                                  "--resume-anyway to continue with the new world size")
+            if self.ctx.is_main:
+                print(f"{self.desc}: --resume-anyway: {what}", file=sys.stderr)
         self._resume_from = path
         if self.ctx.is_main:
             print(f"{self.desc}: resuming from {path} at iteration {int(payload['iteration'])}", file=sys.stderr)

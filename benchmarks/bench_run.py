@@ -88,7 +88,7 @@ def run_fps(root: Path, segmenter: str, device: str, batch: int, workers: int, a
                     num_workers=workers, amp=amp, progress=False)
     predict_split(method, "energy", split, cfg, frame_ids=split.frame_ids()[:batch])  # warm-up
     cfg = RunConfig(out=work / "out", results_dir=work / "r", device=device, batch_size=batch,
-                    num_workers=workers, amp=amp, progress=False)
+                    num_workers=workers, amp=amp, progress=False, allow_untrained=True)  # speed, not scores
     t0 = time.perf_counter()
     run_method("energy", [split], cfg, method=method)
     total = time.perf_counter() - t0

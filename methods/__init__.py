@@ -9,9 +9,9 @@ if __name__ != "oodbench.methods":  # pragma: no cover - guard against the shado
         "never as top-level 'methods'"
     )
 
-from .base import METHODS, Method, PostHocMethod, build, register_method  # noqa: E402
+from .base import METHODS, Method, PostHocMethod, UntrainedMethodError, build, register_method  # noqa: E402
 
-__all__ = ["METHODS", "Method", "PostHocMethod", "build", "register_method"]
+__all__ = ["METHODS", "Method", "PostHocMethod", "UntrainedMethodError", "build", "register_method"]
 
 from . import posthoc  # noqa: E402,F401  (registers msp, energy, maxlogit, entropy)
 from . import rpl  # noqa: E402,F401  (registers rpl)

@@ -7,6 +7,11 @@ A method turns a normalised image batch ``x [B,3,H,W]`` into an anomaly map ``[B
 * methods with their own network override :meth:`Method.predict` (and optionally :meth:`fit`).
 
 ``fit`` is optional: the default does nothing, so training-free methods carry no boilerplate.
+
+Where the weights come from is part of the contract: :meth:`Method.untrained_reason` says, from
+facts (a checkpoint given or not, what it holds, ``requires_fit``), why a method would score with
+random or unfitted weights. The runner refuses such a method (:class:`UntrainedMethodError`) unless
+told to score it anyway (``--allow-untrained``), and then marks its records ``untrained``.
 """
 from __future__ import annotations
 
@@ -17,7 +22,11 @@ import torch
 
 from oodbench.registry import PluginValidationError, Registry
 
-__all__ = ["Method", "PostHocMethod", "METHODS", "build", "register_method"]
+__all__ = ["Method", "PostHocMethod", "METHODS", "UntrainedMethodError", "build", "register_method"]
+
+
+class UntrainedMethodError(ValueError):
+    """The method's weights come from nowhere (random or unfitted); the message names what is missing."""
 
 
 class Method:
@@ -26,8 +35,9 @@ class Method:
     Class attributes:
         name: registry name (``--method`` value).
         paper: citation shown in ``oodbench list methods`` and stored in results.
-        requires_fit: ``True`` when the method must be trained before use (e.g. RPL without a
-            checkpoint).
+        requires_fit: ``True`` when the method must be trained (:meth:`fit`) before it can score;
+            read by the default :meth:`untrained_reason`. An instance sets it ``False`` once its
+            weights are loaded or fitted.
     """
 
     name: ClassVar[str] = ""
@@ -57,6 +67,16 @@ class Method:
     @property
     def checkpoint_sha256(self) -> str | None:
         """sha256 of the weights this method loaded, if any."""
+        return None
+
+    def untrained_reason(self) -> str | None:
+        """Why this method would score with random or unfitted weights, or ``None`` when it would not.
+
+        One line that names what is missing (the flag to pass, or what a given file lacks). The
+        default reads :attr:`requires_fit`; methods whose weights come from a checkpoint override it.
+        """
+        if self.requires_fit:
+            return f"method {self.name or type(self).__name__!r} must be fitted before it can score (requires_fit)"
         return None
 
     def __repr__(self) -> str:
@@ -89,6 +109,9 @@ class PostHocMethod(Method):
             self.model = segmenter
         self.model.eval()
         self.checkpoint = checkpoint
+        #: whence the segmenter's weights: "checkpoint" (a file), "module" (the caller's), None (random)
+        self.weights_origin = ("checkpoint" if checkpoint is not None
+                               else "module" if not isinstance(segmenter, str) else None)
         n_classes = getattr(self.model, "num_classes", None)
         #: label space of the argmax predictions ("cityscapes19" lets the evaluator map them to a
         #: split's own classes, e.g. StreetHazards); None = the split's own ids
@@ -111,6 +134,16 @@ class PostHocMethod(Method):
 
     def hparams(self) -> dict[str, Any]:
         return {"segmenter": self.segmenter_name}
+
+    def untrained_reason(self) -> str | None:
+        """Random weights when a registered segmenter was built without a checkpoint.
+
+        A module passed in by the caller counts as trained: its weights are the caller's.
+        """
+        if getattr(self, "weights_origin", "unknown") is None:
+            return (f"segmenter {self.segmenter_name!r} would score with random weights: no --checkpoint "
+                    "given; pass --checkpoint FILE with its weights")
+        return super().untrained_reason()
 
     @property
     def checkpoint_sha256(self) -> str | None:

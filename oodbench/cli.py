@@ -154,7 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = RunConfig(
         out=Path(args.out), results_dir=Path(args.results), device=args.device,
         batch_size=args.batch_size, num_workers=args.num_workers, overwrite=args.overwrite,
-        amp=args.amp, progress=not args.quiet, protocol=args.protocol,
+        amp=args.amp, progress=not args.quiet, protocol=args.protocol, fpr_rule=args.fpr_rule,
+        allow_untrained=args.allow_untrained,
     )
     results = run_method(args.method, splits, cfg, method_kwargs=kwargs)
     _print_results_table(results)
@@ -170,27 +171,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check,
                             layout=args.layout)
+    if args.fpr_rule is not None:  # a rule the protocol does not define is refused before any pass
+        from oodbench.metrics import build_protocol
+
+        for split in splits:
+            build_protocol(args.protocol or split.protocol, fpr_rule=args.fpr_rule)
     store = PredictionStore(args.predictions, args.method)
     records, results = [], []
     for split in splits:
         manifest = store.read_run_manifest(split.key) or {}
         ev = evaluate_split(split, store, args.protocol,
                             semantic_label_space=manifest.get("semantic_label_space"),
-                            progress=not args.quiet)
+                            progress=not args.quiet, fpr_rule=args.fpr_rule)
         plugin = manifest.get("plugin") or (
             METHODS.get(args.method).provenance if args.method in METHODS else {"distribution": "external"}
         )
-        result = Result(
-            method=args.method, dataset=split.name, benchmark=split.benchmark, protocol=ev.protocol,
-            protocol_version=ev.protocol_version, metrics=ev.metrics, num_frames=ev.num_frames,
-            synthetic=bool(getattr(split, "synthetic", False)), hparams=manifest.get("hparams", {}),
+        result = Result.from_evaluation(
+            ev, split, method=args.method, hparams=manifest.get("hparams", {}),
             checkpoint_sha256=manifest.get("checkpoint_sha256"), plugin=plugin,
-            data_fingerprint=ev.data_fingerprint, data_root=str(split.root),
-            predictions=str(args.predictions), wall_time_s=round(ev.wall_time_s, 3), notes=ev.notes,
+            untrained=bool(manifest.get("untrained", False)), predictions=args.predictions,
         )
         results.append(result)
         records.append({"dataset": split.name, "method": args.method, "protocol": ev.protocol,
-                        "protocol_version": ev.protocol_version, "metrics": ev.metrics})
+                        "protocol_version": ev.protocol_version, "fpr_rule": ev.fpr_rule, "metrics": ev.metrics})
         if args.results:
             save_result(result, args.results)
     if args.json:
@@ -243,6 +246,14 @@ def _add_common_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _add_fpr_rule(p: argparse.ArgumentParser) -> None:
+    from oodbench.metrics import FPR_RULES
+
+    p.add_argument("--fpr-rule", choices=FPR_RULES, default=None,
+                   help="FPR95 rule (default: the protocol's own; official protocols accept only theirs, "
+                        "--protocol exact accepts all three); stored in the record and its file name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from oodbench import __version__
 
@@ -270,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
+    _add_fpr_rule(p)
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="score a method without trained weights (no --checkpoint, or a segmenter-only file for "
+                        "rpl); its records and leaderboard rows are marked untrained")
     p.add_argument("--overwrite", action="store_true", help="recompute stored predictions")
     _add_common_data(p)
     p.set_defaults(func=cmd_run)
@@ -278,14 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True, help="root holding anomaly_p/<method>/...")
     p.add_argument("--method", required=True)
     p.add_argument("--dataset", required=True, nargs="+")
-    p.add_argument("--protocol", default=None)
+    p.add_argument("--protocol", default=None, help="override the split's official protocol")
+    _add_fpr_rule(p)
     p.add_argument("--json", default=None, help="write metrics JSON here")
     p.add_argument("--results", default=None, help="also write result records here")
     _add_common_data(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("leaderboard", help="render markdown leaderboards from result records")
-    p.add_argument("--results", default="leaderboard/results")
+    p.add_argument("--results", default="leaderboard/results",
+                   help="folder of result records (its top-level *.json; each is validated)")
     p.add_argument("--out", default=None)
     p.add_argument("--with-published", action="store_true", help="add published numbers")
     p.set_defaults(func=cmd_leaderboard)

@@ -46,6 +46,8 @@ class EvaluationOutput:
     data_fingerprint: str
     wall_time_s: float
     notes: dict[str, Any] = field(default_factory=dict)
+    #: the FPR95 rule the pixel protocol used (``oodbench.metrics.FPR_RULES``)
+    fpr_rule: str = ""
 
 
 def _identity(x: Any) -> Any:
@@ -98,6 +100,7 @@ def evaluate_split(
     reduce: Reducer = _identity,
     semantic_label_space: str | None = None,
     progress: bool = True,
+    fpr_rule: str | None = None,
 ) -> EvaluationOutput:
     """Evaluate the predictions in ``store`` for ``split``.
 
@@ -110,6 +113,8 @@ def evaluate_split(
         reduce: merges an accumulator across processes (sharded evaluation).
         semantic_label_space: label space of stored semantic predictions
             (``"cityscapes19"`` maps through the split's ``cityscapes_to_semantic``).
+        fpr_rule: FPR95 rule (``oodbench.metrics.FPR_RULES``); default: the protocol's own.
+            Official protocols refuse any other rule (``ValueError``); ``exact`` accepts all three.
 
     Raises:
         LabelsHiddenError: the split has no public labels.
@@ -134,7 +139,7 @@ def evaluate_split(
             f"{store.anomaly_dir(split.key)}: {shown}"
         )
     protocol = protocol or split.protocol
-    pixel = M.build_protocol(protocol)
+    pixel = M.build_protocol(protocol, **({} if fpr_rule is None else {"fpr_rule": fpr_rule}))
     want_semantic = split.num_classes is not None and store.has_semantic(split.key, all_ids)
     components = None
     if split.component_metrics and protocol == "smiyc":
@@ -205,4 +210,5 @@ def evaluate_split(
         data_fingerprint=fingerprint.hexdigest(),
         wall_time_s=time.perf_counter() - t0,
         notes=notes,
+        fpr_rule=str(getattr(pixel, "fpr_rule", "")),
     )

@@ -13,6 +13,7 @@ from importlib import resources
 import pandas as pd
 
 from .leaderboard import METRIC_COLUMNS
+from .results import default_fpr_rule
 
 __all__ = ["load_published", "published_frame", "merge_published"]
 
@@ -29,7 +30,9 @@ def published_frame() -> pd.DataFrame:
     for e in load_published()["entries"]:
         row = {
             "dataset": e["dataset"], "benchmark": e["benchmark"], "method": e["method"],
-            "protocol": e["protocol"], "protocol_version": "published", "synthetic": False,
+            "protocol": e["protocol"], "protocol_version": "published",
+            # the publishers' protocol fixes the rule (official ones); they share our tables by it
+            "fpr_rule": default_fpr_rule(e["protocol"]) or "", "synthetic": False, "untrained": False,
             "source": e["source"], "num_frames": None, "plugin": "", "checkpoint_sha256": None,
             "git_commit": None,
         }

@@ -1,9 +1,19 @@
-"""Result records: one JSON file per (method, split), the only input of leaderboards.
+"""Result records: one JSON file per (method, split, protocol, FPR95 rule), the only input of leaderboards.
 
-A record holds the metrics with their protocol and its version, and everything needed to tell two
-numbers apart later: oodbench version and git commit, method hyperparameters, checkpoint sha256,
-which distribution provided the method (plugins), a fingerprint of the evaluated data (frame ids
-and decoded-label hashes), whether the data was synthetic, device and wall time.
+A record holds the metrics with their protocol, its version and FPR95 rule, and everything needed to
+tell two numbers apart later: oodbench version and git commit, method hyperparameters, checkpoint
+sha256, whether the weights were trained (``untrained``), which distribution provided the method
+(plugins), a fingerprint of the evaluated data (frame ids and decoded-label hashes), whether the
+data was synthetic, device and wall time.
+
+Provenance (version, commit, device, time) is stamped once, by :meth:`Result.from_evaluation`,
+when a record is created; a record read back is exactly what was written (read -> write is
+byte-identical), so a leaderboard never shows the reader's machine as the writer's.
+
+File names: ``<method>__<dataset>__<protocol>.json``, or ``...__<protocol>-<fpr_rule>.json`` when the
+FPR95 rule is not the protocol's own (only ``exact`` accepts another rule), e.g.
+``energy__road-anomaly__fishyscapes.json``, ``energy__road-anomaly__exact-nearest_recall.json``.
+Records written before the protocol was part of the name (``<method>__<dataset>.json``) still load.
 """
 from __future__ import annotations
 
@@ -11,18 +21,24 @@ import datetime as _dt
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_write_json
 
-__all__ = ["Result", "DataFingerprint", "save_result", "load_results", "result_filename", "git_commit"]
+if TYPE_CHECKING:
+    from .evaluate import EvaluationOutput
 
-SCHEMA_VERSION = 1
+__all__ = ["Result", "RecordError", "DataFingerprint", "save_result", "load_results", "result_filename",
+           "validate_record", "default_fpr_rule", "git_commit", "REQUIRED_FIELDS"]
+
+#: 2: ``fpr_rule`` and ``untrained`` fields; the protocol in the file name
+SCHEMA_VERSION = 2
 
 
 class DataFingerprint:
@@ -75,9 +91,30 @@ class DataFingerprint:
         return h.hexdigest()
 
 
+#: the record's own fields and the types a stored value may have (``None`` where listed)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "method": (str,), "dataset": (str,), "benchmark": (str,), "protocol": (str,),
+    "protocol_version": (str,), "fpr_rule": (str,), "metrics": (dict,), "num_frames": (int,),
+    "synthetic": (bool,), "untrained": (bool,), "hparams": (dict,), "checkpoint_sha256": (str, type(None)),
+    "plugin": (dict,), "data_fingerprint": (str,), "data_root": (str,), "predictions": (str,),
+    "device": (str,), "wall_time_s": (int, float, type(None)), "oodbench_version": (str,),
+    "git_commit": (str, type(None)), "created": (str,), "notes": (dict,), "schema_version": (int,),
+}
+#: fields a record cannot do without (the others have defaults, e.g. in records of older versions)
+REQUIRED_FIELDS = ("method", "dataset", "benchmark", "protocol", "protocol_version", "metrics", "num_frames")
+
+
+class RecordError(ValueError):
+    """A result record file is unreadable or invalid; the message names the file and the field."""
+
+
 @dataclass
 class Result:
-    """One evaluation result (method x split)."""
+    """One evaluation result (method x split x protocol).
+
+    Build new records with :meth:`from_evaluation` (which stamps provenance); the plain
+    constructor and :meth:`from_dict` store exactly the values they are given.
+    """
 
     method: str
     dataset: str
@@ -86,7 +123,9 @@ class Result:
     protocol_version: str
     metrics: dict[str, float]
     num_frames: int
+    fpr_rule: str = ""
     synthetic: bool = False
+    untrained: bool = False
     hparams: dict[str, Any] = field(default_factory=dict)
     checkpoint_sha256: str | None = None
     plugin: dict[str, str] = field(default_factory=dict)
@@ -101,70 +140,245 @@ class Result:
     notes: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
-    def __post_init__(self) -> None:
-        if not self.oodbench_version:
-            from . import __version__
+    @classmethod
+    def from_evaluation(
+        cls,
+        ev: "EvaluationOutput",
+        split: Any,
+        *,
+        method: str,
+        hparams: dict[str, Any] | None = None,
+        checkpoint_sha256: str | None = None,
+        plugin: dict[str, str] | None = None,
+        untrained: bool = False,
+        predictions: str | os.PathLike = "",
+        device: str | None = None,
+        wall_time_s: float | None = None,
+        notes: dict[str, Any] | None = None,
+    ) -> "Result":
+        """The record of one evaluation, with provenance stamped now (the one place records are made).
 
-            self.oodbench_version = __version__
-        if self.git_commit is None:
-            self.git_commit = git_commit()
-        if not self.created:
-            self.created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-        if not self.device:
-            self.device = platform.processor() or platform.machine()
+        Args:
+            ev: the :class:`~oodbench.evaluate.EvaluationOutput` of ``split``.
+            split: the evaluated split (name, benchmark, root, synthetic).
+            method: registry name of the method.
+            untrained: the method scored with random or unfitted weights (``--allow-untrained``).
+            device: what computed the predictions (default: this host's processor).
+            wall_time_s: default: the evaluation's own wall time.
+            notes: default: the evaluation's notes.
+        """
+        from . import __version__
+
+        return cls(
+            method=method, dataset=split.name, benchmark=split.benchmark, protocol=ev.protocol,
+            protocol_version=ev.protocol_version, metrics=dict(ev.metrics), num_frames=int(ev.num_frames),
+            fpr_rule=ev.fpr_rule, synthetic=bool(getattr(split, "synthetic", False)), untrained=bool(untrained),
+            hparams=dict(hparams or {}), checkpoint_sha256=checkpoint_sha256, plugin=dict(plugin or {}),
+            data_fingerprint=ev.data_fingerprint, data_root=str(split.root), predictions=str(predictions),
+            device=device or platform.processor() or platform.machine(),
+            wall_time_s=round(ev.wall_time_s if wall_time_s is None else wall_time_s, 3),
+            oodbench_version=__version__, git_commit=git_commit(),
+            created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+            notes=dict(ev.notes if notes is None else notes),
+        )
+
+    @property
+    def effective_fpr_rule(self) -> str:
+        """The FPR95 rule of the numbers (records of older versions: from the metrics or the protocol)."""
+        return self.fpr_rule or str(self.metrics.get("fpr_rule") or default_fpr_rule(self.protocol) or "")
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        """``(method, dataset, protocol, FPR95 rule)``: two records with one identity are one result."""
+        return (self.method, self.dataset, self.protocol, self.effective_fpr_rule)
+
+    @property
+    def filename(self) -> str:
+        return result_filename(self.method, self.dataset, self.protocol, self.effective_fpr_rule)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Result":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def from_dict(cls, d: Any, source: str = "result record") -> "Result":
+        """Validate a stored record and return it unchanged (:class:`RecordError` names ``source``)."""
+        validate_record(d, source)
+        return cls(**d)
 
 
-def result_filename(method: str, dataset: str) -> str:
-    return f"{method}__{dataset}.json"
+def validate_record(d: Any, source: str = "result record") -> None:
+    """Raise :class:`RecordError` unless ``d`` is a well-formed record of this or an older schema.
+
+    Every field has its type (booleans are not numbers); the leaderboard metrics are fractions in
+    [0, 1] (percentages such as 99.5 and infinities are refused) or NaN, which the evaluator writes
+    for an undefined value (e.g. sIoU without any component; shown as "-"); other metric values are
+    numbers or strings. Unknown fields are refused (a misspelt field must not silently fall back to
+    its default).
+    """
+    from .leaderboard import METRIC_COLUMNS
+
+    def bad(what: str, why: str) -> RecordError:
+        return RecordError(f"{source}: field {what!r} {why}")
+
+    if not isinstance(d, dict):
+        raise RecordError(f"{source}: not a result record (a JSON {type(d).__name__}, not an object)")
+    version = d.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise RecordError(f"{source}: written by a newer oodbench (record schema {version}, this one reads "
+                          f"up to {SCHEMA_VERSION}); upgrade oodbench")
+    for key in d:
+        if key not in _FIELD_TYPES:
+            raise bad(key, "is not a field of a result record")
+    for key in REQUIRED_FIELDS:
+        if key not in d:
+            raise bad(key, "is missing")
+    for key, value in d.items():
+        types = _FIELD_TYPES[key]
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            want = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise bad(key, f"must be {want}, got {json.dumps(value)[:40]}")
+    for key in ("method", "dataset", "protocol"):
+        if not d[key]:
+            raise bad(key, "is empty")
+    if d["num_frames"] < 0:
+        raise bad("num_frames", f"must be >= 0, got {d['num_frames']}")
+    for key, value in d["metrics"].items():
+        where = f"metrics.{key}"
+        if key in METRIC_COLUMNS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad(where, f"must be a number, got {json.dumps(value)[:40]}")
+            if not math.isnan(value) and not 0.0 <= value <= 1.0:
+                raise bad(where, f"must be a fraction in [0, 1], got {value!r}")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
+            raise bad(where, f"must be a number or a string, got {json.dumps(value)[:40]}")
+
+
+@functools.lru_cache(maxsize=None)
+def default_fpr_rule(protocol: str) -> str | None:
+    """The FPR95 rule ``protocol`` uses when none is asked for (``None`` for protocols oodbench lacks)."""
+    from . import metrics as M
+
+    if protocol not in M.PROTOCOLS:
+        return None
+    return getattr(M.build_protocol(protocol), "fpr_rule", None)
+
+
+def result_filename(method: str, dataset: str, protocol: str, fpr_rule: str | None = None) -> str:
+    """``<method>__<dataset>__<protocol>[-<fpr_rule>].json``; the rule only where it is not the protocol's own."""
+    stem = f"{method}__{dataset}__{protocol}"
+    if fpr_rule and fpr_rule != default_fpr_rule(protocol):
+        stem += f"-{fpr_rule}"
+    return f"{stem}.json"
+
+
+def _is_record_file(path: Path) -> bool:
+    """Top-level ``*.json`` files, except hidden ones (``.tmp-*`` left by an interrupted atomic write)."""
+    return path.is_file() and path.suffix == ".json" and not path.name.startswith(".")
+
+
+def _read_record(path: Path) -> Result:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{path}: not valid JSON ({exc})") from exc
+    return Result.from_dict(d, source=str(path))
 
 
 def save_result(result: Result, results_dir: str | os.PathLike) -> Path:
-    """Atomically write ``result`` as ``<results_dir>/<method>__<dataset>.json``."""
-    path = Path(results_dir) / result_filename(result.method, result.dataset)
+    """Atomically write ``result`` as ``<results_dir>/<result.filename>``.
+
+    A record of the same identity under the old name (``<method>__<dataset>.json``, no protocol)
+    is removed, so the new result replaces it instead of doubling the row.
+    """
+    folder = Path(results_dir)
+    path = folder / result.filename
     atomic_write_json(path, result.to_dict())
+    legacy = folder / f"{result.method}__{result.dataset}.json"
+    if legacy != path and legacy.is_file():
+        try:
+            same = _read_record(legacy).identity == result.identity
+        except RecordError:
+            same = False
+        if same:
+            legacy.unlink()
     return path
 
 
 def load_results(results_dir: str | os.PathLike) -> list[Result]:
-    """Every result record under ``results_dir`` (recursively), sorted by dataset then method."""
-    out = []
-    for path in sorted(Path(results_dir).rglob("*.json")):
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a readable result record ({exc})") from exc
-        if not isinstance(d, dict) or "metrics" not in d or "method" not in d:
-            continue  # other JSON files (e.g. published data) are not results
-        out.append(Result.from_dict(d))
-    return sorted(out, key=lambda r: (r.dataset, r.method))
+    """The records the folder holds at its top level, validated, sorted by dataset, protocol, method.
+
+    Sub-folders (backups) and hidden files (``.tmp-*`` of an interrupted write) are not read. Any
+    other ``*.json`` must be a valid record, and no two files may hold the same identity
+    (:attr:`Result.identity`); otherwise :class:`RecordError` names the file(s).
+
+    Raises:
+        FileNotFoundError: ``results_dir`` does not exist.
+    """
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"results folder {folder} does not exist" if not folder.exists()
+                                else f"results folder {folder} is not a folder")
+    out: list[Result] = []
+    seen: dict[tuple[str, str, str, str], Path] = {}
+    for path in sorted(p for p in folder.iterdir() if _is_record_file(p)):
+        r = _read_record(path)
+        if r.identity in seen:
+            raise RecordError(f"{seen[r.identity]} and {path} hold the same result "
+                              f"(method, dataset, protocol, FPR95 rule = {r.identity}); keep one")
+        seen[r.identity] = path
+        out.append(r)
+    return sorted(out, key=lambda r: (r.dataset, r.protocol, r.effective_fpr_rule, r.method))
 
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """Commit of the oodbench source tree, if it is a git checkout (``None`` for wheels)."""
+    """Commit of oodbench's own source checkout, or ``None`` (wheels, installed copies).
+
+    Only when this package is the ``oodbench/`` folder at the top of a git work tree whose
+    ``pyproject.toml`` names the project ``oodbench``: an installed copy inside some other
+    repository (a virtualenv in a project, ``.tox`` in the checkout) must not report that
+    repository's commit. ``-dirty`` is appended when tracked files differ from the commit.
+    """
     here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() / "oodbench" != here or not _names_oodbench(Path(top) / "pyproject.toml"):
+        return None
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return commit + ("-dirty" if dirty else "")
+
+
+def _names_oodbench(pyproject: Path) -> bool:
+    """Whether ``pyproject`` declares ``[project] name = "oodbench"``."""
     try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    commit = out.stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True, text=True, timeout=5,
-    )
-    return commit + ("-dirty" if dirty.stdout.strip() else "")
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the [project] table's own name line
+        import re
+
+        table = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+        return bool(table and re.search(r"^name\s*=\s*[\"']oodbench[\"']\s*$", table.group(1), re.M))
+    try:
+        return tomllib.loads(text).get("project", {}).get("name") == "oodbench"
+    except ValueError:
+        return False
 
 
 def dumps(result: Result) -> str:

@@ -38,6 +38,10 @@ class RunConfig:
     amp: str | None = None  # "bf16" | "fp16" | None (CUDA only)
     progress: bool = True
     protocol: str | None = None
+    #: FPR95 rule (``oodbench.metrics.FPR_RULES``); None = the protocol's own
+    fpr_rule: str | None = None
+    #: score a method whose weights come from nowhere (random / unfitted) and mark its records
+    allow_untrained: bool = False
 
 
 class _FrameImages(torch.utils.data.Dataset):
@@ -78,6 +82,8 @@ def method_fingerprint(method, method_name: str) -> dict[str, Any]:
         "checkpoint_sha256": method.checkpoint_sha256,
         "plugin": entry.provenance,
         "semantic_label_space": getattr(method, "semantic_label_space", None),
+        # predictions of untrained weights are never reused for a trained run (or the reverse)
+        "untrained": method.untrained_reason() is not None,
     }
 
 
@@ -179,7 +185,7 @@ def run_method(
     method=None,
 ) -> list[Result]:
     """``oodbench run``: build the method once, then predict/store/evaluate every split."""
-    from .methods import METHODS, build
+    from .methods import METHODS, UntrainedMethodError, build
 
     from .distributed import barrier, gather_objects, init_distributed, make_reducer, shard
 
@@ -188,6 +194,17 @@ def run_method(
                        "progress": cfg.progress and ctx.is_main})
     if method is None:
         method = build(method_name, **(method_kwargs or {}))
+    from . import metrics as M
+
+    for split in splits:  # a protocol / FPR95 rule mismatch is refused before hours of inference
+        if split.labels_public:
+            M.build_protocol(cfg.protocol or split.protocol,
+                             **({} if cfg.fpr_rule is None else {"fpr_rule": cfg.fpr_rule}))
+    untrained = method.untrained_reason()
+    if untrained is not None and not cfg.allow_untrained:
+        # before anything is written: no store folder, no record
+        raise UntrainedMethodError(f"{method_name}: {untrained}; or pass --allow-untrained to score it anyway "
+                                   "(its records are marked untrained)")
     fp = method_fingerprint(method, method_name)
     reduce = make_reducer(ctx)
     results = []
@@ -207,29 +224,17 @@ def run_method(
             reduce=reduce,
             semantic_label_space=fp["semantic_label_space"],
             progress=cfg.progress,
+            fpr_rule=cfg.fpr_rule,
         )
         all_stats = gather_objects(stats, ctx)
         run_notes = {k: sum(s[k] for s in all_stats) for k in stats}
         if ctx.distributed:
             run_notes["world_size"] = ctx.world_size
-        result = Result(
-            method=method_name,
-            dataset=split.name,
-            benchmark=split.benchmark,
-            protocol=ev.protocol,
-            protocol_version=ev.protocol_version,
-            metrics=ev.metrics,
-            num_frames=ev.num_frames,
-            synthetic=bool(getattr(split, "synthetic", False)),
-            hparams=fp["hparams"],
-            checkpoint_sha256=fp["checkpoint_sha256"],
-            plugin=METHODS.get(method_name).provenance,
-            data_fingerprint=ev.data_fingerprint,
-            data_root=str(split.root),
-            predictions=str(cfg.out),
-            device=str(cfg.device),
-            wall_time_s=round(time.perf_counter() - t0, 3),
-            notes={**ev.notes, "run": run_notes},
+        notes = {**ev.notes, "run": run_notes, **({"untrained": untrained} if untrained else {})}
+        result = Result.from_evaluation(
+            ev, split, method=method_name, hparams=fp["hparams"], checkpoint_sha256=fp["checkpoint_sha256"],
+            plugin=METHODS.get(method_name).provenance, untrained=untrained is not None, predictions=cfg.out,
+            device=str(cfg.device), wall_time_s=time.perf_counter() - t0, notes=notes,
         )
         if ctx.is_main:
             save_result(result, cfg.results_dir)

@@ -30,8 +30,10 @@ def test_every_output_exists(demo):
         for kind in ("curves", "overlay"):
             assert (out / "plots" / f"{kind}_{split}.png").stat().st_size > 10_000
         for method in DEMO_METHODS:
-            record = json.loads((out / "results" / f"{method}__{split}.json").read_text())
-            assert record["synthetic"] is True and record["num_frames"] > 0
+            (path,) = (out / "results").glob(f"{method}__{split}__*.json")  # one record: the official protocol
+            record = json.loads(path.read_text())
+            assert record["synthetic"] is True and record["num_frames"] > 0 and record["untrained"] is False
+            assert path.name == f"{method}__{split}__{record['protocol']}.json"
 
 
 @pytest.mark.slow

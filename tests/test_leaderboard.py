@@ -5,8 +5,8 @@ from oodbench.published import merge_published
 from oodbench.results import Result, load_results, save_result
 
 
-def _result(method, dataset, synthetic=True, **metrics):
-    return Result(method=method, dataset=dataset, benchmark="RoadAnomaly", protocol="fishyscapes",
+def _result(method, dataset, synthetic=True, protocol="fishyscapes", **metrics):
+    return Result(method=method, dataset=dataset, benchmark="RoadAnomaly", protocol=protocol,
                   protocol_version="bdlb@03773d6", metrics=metrics, num_frames=8, synthetic=synthetic,
                   git_commit="abc")
 
@@ -31,7 +31,8 @@ def test_save_load_and_render(tmp_path):
 
 
 def test_published_rows_are_marked(tmp_path):
-    save_result(_result("rpl", "smiyc-anomaly-test", synthetic=False, auprc=0.8, fpr95=0.1), tmp_path)
+    save_result(_result("rpl", "smiyc-anomaly-test", synthetic=False, protocol="smiyc", auprc=0.8, fpr95=0.1),
+                tmp_path)
     df = merge_published(load(tmp_path), datasets=["smiyc-anomaly-test"])
     md = render_markdown(df)
     assert "| rpl " in md and "| ours " in md
@@ -42,3 +43,47 @@ def test_published_rows_are_marked(tmp_path):
 
 def test_empty():
     assert "(no results)" in render_markdown(to_frame([]))
+
+
+def _rec(method, protocol="fishyscapes", fpr_rule="first_tpr_ge", untrained=False, **metrics):
+    return Result(method=method, dataset="road-anomaly", benchmark="RoadAnomaly", protocol=protocol,
+                  protocol_version=f"{protocol}@1", fpr_rule=fpr_rule, metrics=metrics, num_frames=8,
+                  untrained=untrained)
+
+
+def test_untrained_rows_are_marked_and_never_best(tmp_path):
+    save_result(_rec("energy", untrained=True, auprc=0.9, fpr95=0.1), tmp_path)
+    save_result(_rec("msp", auprc=0.5, fpr95=0.3), tmp_path)
+    df = load(tmp_path)
+    assert df.set_index("method").loc["energy", "untrained"]
+    md = render_markdown(df)
+    assert "| energy (untrained) | 90.00     | 10.00     |" in md
+    assert "| msp                | **50.00** | **30.00** |" in md
+    assert "(untrained): scored with random or unfitted weights (`--allow-untrained`)" in md
+
+
+def test_one_table_per_protocol_and_best_within_it(tmp_path):
+    save_result(_rec("energy", protocol="fishyscapes", auprc=0.5, fpr95=0.3), tmp_path)
+    save_result(_rec("msp", protocol="fishyscapes", auprc=0.4, fpr95=0.4), tmp_path)
+    save_result(_rec("energy", protocol="exact", auprc=0.6, fpr95=0.2), tmp_path)
+    save_result(_rec("energy", protocol="exact", fpr_rule="nearest_recall", auprc=0.6, fpr95=0.1), tmp_path)
+    md = render_markdown(load(tmp_path))
+    assert md.count("## road-anomaly") == 1
+    fish, exact, nearest = (md.split(f"### {h}")[1].split("###")[0] for h in
+                            ("Protocol fishyscapes", "Protocol exact\n", "Protocol exact, FPR95 rule nearest_recall"))
+    # the better exact numbers do not take the bold from the fishyscapes table
+    assert "| energy   | **50.00** | **30.00** |" in fish and "| msp      | 40.00     | 40.00     |" in fish
+    assert "| energy   | **60.00** | **20.00** |" in exact and "msp" not in exact
+    assert "| energy   | **60.00** | **10.00** |" in nearest
+    assert "Protocol: exact (exact@1), FPR95 rule nearest_recall." in nearest
+    assert "| Protocol" not in md  # no mixed table left to need that column
+
+
+def test_published_rows_share_the_table_of_their_protocol(tmp_path):
+    save_result(Result(method="rpl", dataset="smiyc-anomaly-test", benchmark="SMIYC AnomalyTrack", protocol="smiyc",
+                       protocol_version="PixBinaryClass@1c7804e", fpr_rule="first_tpr_ge",
+                       metrics={"auprc": 0.99, "fpr95": 0.5}, num_frames=8), tmp_path)
+    md = render_markdown(merge_published(load(tmp_path), datasets=["smiyc-anomaly-test"]))
+    block = md.split("## smiyc-anomaly-test")[1]
+    assert "### " not in block  # one protocol: one table, ours beside the published rows
+    assert "| rpl " in block and "| UNO " in block and "**99.00**" in block

@@ -69,6 +69,7 @@ def test_plugin_runs_through_the_cli_and_records_provenance(plugin_site, synth_r
     cli("run", "--method", "darkness", "--dataset", "road-anomaly", "--data-root", synth_root,
             "--out", tmp_path / "out", "--results", results, "-q",
             env={"PYTHONPATH": str(plugin_site)})
-    record = json.loads((results / "darkness__road-anomaly.json").read_text())
+    record = json.loads((results / "darkness__road-anomaly__fishyscapes.json").read_text())
     assert record["plugin"] == {"distribution": "oodbench-darkness", "version": "0.3.1"}
     assert 0.0 <= record["metrics"]["auprc"] <= 1.0
+    assert record["untrained"] is False  # a method without requires_fit needs no --checkpoint

@@ -36,6 +36,7 @@ __all__ = [
     "read_rpl_state",
     "is_rpl_state",
     "has_projector",
+    "describe_missing_rpl",
     "load_rpl_state",
     "load_rpl_checkpoint",
     "save_rpl_checkpoint",
@@ -63,6 +64,20 @@ def is_rpl_state(state_dict: Mapping[str, torch.Tensor]) -> bool:
 def has_projector(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """True when the CoroCL projector (``residual_block.proj_head``) is present (``rev3.pth``)."""
     return any(k.startswith(RESIDUAL_PREFIX + "proj_head.") for k in state_dict)
+
+
+def describe_missing_rpl(state_dict: Mapping[str, torch.Tensor], source: str) -> str | None:
+    """What a checkpoint lacks to be an RPL checkpoint (one line), or ``None`` when it is one.
+
+    A closed-set file loads into RPL (the residual block is then copied from the segmenter's ASPP,
+    §2.3), but that residual block is untrained: its anomaly scores are not RPL's.
+    """
+    if is_rpl_state(state_dict):
+        return None
+    return (f"checkpoint {source} holds segmenter weights only ({len(state_dict)} tensors, no "
+            f"'{RESIDUAL_PREFIX}*' keys): RPL's residual block (atten_aspp, bot_atten_aspp, "
+            "atten_aspp_final; proj_head for CoroCL) would be untrained; pass --checkpoint with an RPL checkpoint "
+            "(rev3.pth / res.pth, or one written by `oodbench train`)")
 
 
 def load_rpl_state(net: RPLNet, state_dict: Mapping[str, torch.Tensor], report: LoadReport,

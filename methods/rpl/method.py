@@ -48,7 +48,7 @@ class RPL(Method):
         segmenter: registered segmenter name (the official model is ``deeplabv3plus_wrn38``).
         checkpoint: an RPL checkpoint (official ``rev3.pth``/``res.pth`` or ours); a closed-set
             segmenter checkpoint is also accepted (the residual block is then initialised from it
-            and must be trained).
+            and must be trained: :meth:`untrained_reason` says so, and the runner refuses it).
         segmenter_checkpoint: closed-set weights to start training from (ignored when
             ``checkpoint`` is given).
         blur: apply the 7x7, sigma 1 Gaussian blur (the official protocol).
@@ -75,7 +75,7 @@ class RPL(Method):
         super().__init__()
         from oodbench import segmenters
 
-        from .checkpoint import has_projector, is_rpl_state, load_rpl_state, read_rpl_state
+        from .checkpoint import describe_missing_rpl, has_projector, is_rpl_state, load_rpl_state, read_rpl_state
         from .model import RPLNet
 
         self.segmenter_name = segmenter
@@ -87,6 +87,9 @@ class RPL(Method):
             self.net = RPLNet(segmenters.build(segmenter, **segmenter_kwargs),
                               projector=True if projector is None else bool(projector))
             self.loaded_rpl = False
+            self._untrained = ("RPL would score with random weights (segmenter and residual block): no "
+                               "--checkpoint given; pass --checkpoint with an RPL checkpoint "
+                               "(rev3.pth / res.pth, or one written by `oodbench train`)")
         else:
             sd, report = read_rpl_state(source)
             rpl_file = is_rpl_state(sd)
@@ -99,6 +102,12 @@ class RPL(Method):
             net.freeze()
             self.net = net
             self.loaded_rpl = rpl_file
+            if checkpoint is not None:
+                self._untrained = describe_missing_rpl(sd, str(checkpoint))
+            else:
+                self._untrained = (f"RPL's residual block is initialised from segmenter checkpoint "
+                                   f"{segmenter_checkpoint}, not trained; pass --checkpoint with an RPL "
+                                   "checkpoint or train one (`oodbench train`)")
         self.requires_fit = not self.loaded_rpl
         self.net.eval()
         cfg = self.net.pretrained_cfg
@@ -118,6 +127,12 @@ class RPL(Method):
         super().to(device)
         self.net.to(self.device)
         return self
+
+    def untrained_reason(self) -> str | None:
+        """What the weights lack (no file, a segmenter-only file), until :meth:`fit` has run."""
+        if not self.requires_fit:
+            return None
+        return getattr(self, "_untrained", None) or super().untrained_reason()
 
     def hparams(self) -> dict[str, Any]:
         return {"segmenter": self.segmenter_name, "blur": self.blur, "blur_kernel": BLUR_KERNEL,

@@ -139,7 +139,12 @@ class SmiycPixelAccumulator(Accumulator):
     name: ClassVar[str] = "smiyc"
     version: ClassVar[str] = "PixBinaryClass@1c7804e"
 
-    def __init__(self) -> None:
+    def __init__(self, fpr_rule: str = "first_tpr_ge") -> None:
+        # PixBinaryClass's FPR95 is ``searchsorted(tpr, 0.95)``: the first point with TPR >= 0.95
+        if fpr_rule != "first_tpr_ge":
+            raise ValueError(f"protocol 'smiyc' defines FPR95 as 'first_tpr_ge', not {fpr_rule!r}; "
+                             "use protocol 'exact' for another rule")
+        self.fpr_rule = fpr_rule
         super().__init__()
         # one entry per frame, concatenated in frame order (the official ``np.concatenate``)
         self.add_state("thresholds", [], merge="cat", dtype=np.float64)

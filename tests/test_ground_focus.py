@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.spatial import ConvexHull
-
 from oodbench.methods import GroundFocus, Method, apply_postprocess
 from oodbench.methods.postprocess import ground_hull_mask
+from scipy.spatial import ConvexHull
 
 ROAD, SIDEWALK, CAR, SKY = 0, 1, 13, 10
 
@@ -163,6 +162,7 @@ def test_wrapper_passes_through_and_records_itself():
 
 def test_runner_fingerprint_of_a_wrapped_posthoc_method():
     from oodbench.methods import build
+
     from oodbench.runner import method_fingerprint
 
     torch.manual_seed(0)

@@ -10,8 +10,10 @@ if __name__ != "oodbench.methods":  # pragma: no cover - guard against the shado
     )
 
 from .base import METHODS, Method, PostHocMethod, UntrainedMethodError, build, register_method  # noqa: E402
+from .postprocess import POSTPROCESSES, GroundFocus, apply_postprocess  # noqa: E402
 
-__all__ = ["METHODS", "Method", "PostHocMethod", "UntrainedMethodError", "build", "register_method"]
+__all__ = ["METHODS", "POSTPROCESSES", "GroundFocus", "Method", "PostHocMethod", "UntrainedMethodError",
+           "apply_postprocess", "build", "register_method"]
 
 from . import posthoc  # noqa: E402,F401  (registers msp, energy, maxlogit, entropy)
 from . import rpl  # noqa: E402,F401  (registers rpl)

@@ -13,6 +13,7 @@ import sys
 
 from ..coco import add_prepare_parser, run_prepare
 from ..download import add_download_parser, run_download
+from .extra import EXTRA_SETS, parse_extra
 from .generate import OFFICIAL_VALIDATION_SIZES, SIZED_SPLITS, SynthExistsError, generate
 
 __all__ = ["add_synth_parser", "run_synth", "add_prepare_parser", "run_prepare", "add_download_parser",
@@ -50,6 +51,9 @@ def add_synth_parser(subparsers) -> argparse.ArgumentParser:
                         + ", ".join(f"{k} {v}" for k, v in OFFICIAL_VALIDATION_SIZES.items()) + " (default: 8 each)")
     p.add_argument("--frames", type=_split_size, action="append", default=[], metavar="SPLIT=N",
                    help=f"frame count of one split (repeatable; {', '.join(SIZED_SPLITS)}; StreetHazards per town)")
+    p.add_argument("--extra", default="", metavar="SETS",
+                   help=f"comma-separated extra training sets in their official layouts: {', '.join(EXTRA_SETS)} "
+                        "(Mapillary Vistas under vistas/, WildDash 2 under wd_public_02/; default: none)")
     p.add_argument("--force", action="store_true", help="replace an existing synthetic tree of another seed/size")
     p.set_defaults(func=run_synth)
     return p
@@ -61,8 +65,14 @@ def run_synth(args: argparse.Namespace) -> int:
         print("error: --seed must be >= 0", file=sys.stderr)
         return 2
     try:
+        extra = parse_extra(getattr(args, "extra", ""))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         sizes = {**(OFFICIAL_VALIDATION_SIZES if args.official_sizes else {}), **dict(args.frames)}
-        out = generate(args.out, seed=args.seed, size=args.size, split_sizes=sizes, force=args.force, log=print)
+        out = generate(args.out, seed=args.seed, size=args.size, split_sizes=sizes, extra=extra, force=args.force,
+                       log=print)
     except (SynthExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ import PIL
 
 from .benchmarks import (write_anomaly_track, write_fishyscapes_static, write_lost_and_found, write_obstacle_track,
                          write_road_anomaly, write_streethazards)
+from .extra import EXTRA_SETS, write_extra
 from .training import write_cityscapes, write_coco
 from .world import SYNTH_VERSION, TRAIN_IDS_PRESENT
 from .writers import TreeWriter
@@ -72,7 +73,7 @@ OFFICIAL_VALIDATION_SIZES = {"smiyc-anomaly-val": 10, "smiyc-obstacle-val": 30, 
 
 def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = (128, 256), *,
              n_train: int = 150, n_val: int | None = None, n_coco: int = 48, n_per_split: int = 8,
-             split_sizes: Mapping[str, int] | None = None, force: bool = False,
+             split_sizes: Mapping[str, int] | None = None, extra: tuple[str, ...] = (), force: bool = False,
              log: Callable[[str], None] | None = None) -> Path:
     """Write the synthetic benchmark under ``out_dir`` and return ``out_dir``.
 
@@ -91,6 +92,9 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = 
             SMIYC frames are keyed by their id, so a larger count there only adds frames (FS Static
             draws its val frames by a permutation and StreetHazards numbers across towns, so
             their frames change with the count).
+        extra: extra training sets to add (:data:`.extra.EXTRA_SETS`: ``"vistas-v1.2"``,
+            ``"vistas-v2.0"``, ``"wilddash2"``) in their official layouts (``vistas/``,
+            ``wd_public_02/``); none by default, which leaves the tree byte-identical to before.
         force: replace an existing *synthetic* tree of another seed/version/size (a folder
             without a synthetic manifest is never deleted).
         log: optional callable receiving progress lines.
@@ -110,6 +114,15 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = 
         raise ValueError(f"n_val ({n_val}) must be >= the fishyscapes-static-val frame count "
                          f"({sizes['fishyscapes-static-val']}): FS Static pastes onto val frames")
     params = {"size": [h, w], "n_train": n_train, "n_val": n_val, "n_coco": n_coco, "split_sizes": sizes}
+    extra = tuple(sorted(set(extra)))
+    unknown = sorted(set(extra) - set(EXTRA_SETS))
+    if unknown:
+        raise ValueError(f"extra: unknown set(s) {unknown}; choose from {', '.join(EXTRA_SETS)}")
+    if extra:  # only then: trees generated without extras keep their params (and are reused)
+        if n_train < 3 or n_val < 2:
+            raise ValueError("extra sets re-encode Cityscapes train frames 0..2 and val frames 0..1: "
+                             "n_train must be >= 3 and n_val >= 2")
+        params["extra"] = list(extra)
     out = Path(out_dir).expanduser().absolute()
     say = log or (lambda _msg: None)
     existing = read_manifest(out) if out.is_dir() else None
@@ -174,6 +187,10 @@ def _write_all(root: Path, seed: int, size: tuple[int, int], params: dict, say) 
     add(write_fishyscapes_static(wr, seed, val_frames, sizes["fishyscapes-static-val"]))
     add(write_road_anomaly(wr, seed, wide))
     add(write_streethazards(wr, seed, wide, sizes["streethazards-test"]))
+    extra_info = {}
+    if params.get("extra"):
+        say("extra training sets: " + ", ".join(params["extra"]))
+        extra_info = write_extra(wr, seed, size, tuple(params["extra"]))
     manifest = {
         "synthetic": True,
         "generator": generator_string(seed),
@@ -186,6 +203,7 @@ def _write_all(root: Path, seed: int, size: tuple[int, int], params: dict, say) 
             "cityscapes": {"root": "cityscapes", "train": params["n_train"], "val": params["n_val"],
                            "train_ids_present": list(TRAIN_IDS_PRESENT)},
             "coco": {"root": "coco", **coco_stats},
+            **extra_info,
         },
         "files": len(wr.files) + 1,
         "libraries": {"numpy": np.__version__, "pillow": PIL.__version__},

@@ -26,7 +26,7 @@ from .world import (COCO_CATEGORIES, COCO_EXCLUDED_NAMES, CS_LABEL_ID_LUT, CS_TR
                     CS_VAL_CITIES, cityscapes_color_lut)
 from .writers import TreeWriter
 
-__all__ = ["write_cityscapes", "write_coco", "uncompressed_rle", "CityscapesFrame"]
+__all__ = ["cityscapes_scene", "write_cityscapes", "write_coco", "uncompressed_rle", "CityscapesFrame"]
 
 KEY_CS_TRAIN, KEY_CS_VAL, KEY_COCO = 101, 102, 103
 
@@ -38,20 +38,30 @@ class CityscapesFrame:
         self.stem, self.city, self.image, self.cls, self.scene = stem, city, image, cls, scene
 
 
+def cityscapes_scene(seed: int, split: str, i: int, size: tuple[int, int]):
+    """``(stem, city, scene)`` of Cityscapes-format frame ``i`` of ``split`` (``"train"``/``"val"``).
+
+    The extra training sets (:mod:`.extra`) re-encode the same scenes, so their labels can be
+    checked pixel by pixel against the Cityscapes ``labelTrainIds`` of the same frame.
+    """
+    cities, key = (CS_TRAIN_CITIES, KEY_CS_TRAIN) if split == "train" else (CS_VAL_CITIES, KEY_CS_VAL)
+    rng = np.random.default_rng([seed, key, i])
+    city = cities[i % len(cities)]
+    stem = f"{city}_{i // len(cities):06d}_000019"
+    h, w = size
+    sc = make_scene(rng, h, w, road_style=str(rng.choice(["asphalt", "asphalt", "dark", "grey"])),
+                    traffic=rng.uniform(0.3, 1.5), persons=rng.uniform(0.3, 1.5),
+                    statics=int(rng.integers(0, 2)), ego=bool(rng.random() < 0.7))
+    return stem, city, sc
+
+
 def write_cityscapes(wr: TreeWriter, seed: int, size: tuple[int, int], n_train: int, n_val: int) -> list[CityscapesFrame]:
     """Write the Cityscapes-format train and val sets; return the val frames (for FS Static)."""
-    h, w = size
     colour = cityscapes_color_lut()
     val_frames = []
-    for split, n, cities, key in (("train", n_train, CS_TRAIN_CITIES, KEY_CS_TRAIN),
-                                  ("val", n_val, CS_VAL_CITIES, KEY_CS_VAL)):
+    for split, n in (("train", n_train), ("val", n_val)):
         for i in range(n):
-            rng = np.random.default_rng([seed, key, i])
-            city = cities[i % len(cities)]
-            stem = f"{city}_{i // len(cities):06d}_000019"
-            sc = make_scene(rng, h, w, road_style=str(rng.choice(["asphalt", "asphalt", "dark", "grey"])),
-                            traffic=rng.uniform(0.3, 1.5), persons=rng.uniform(0.3, 1.5),
-                            statics=int(rng.integers(0, 2)), ego=bool(rng.random() < 0.7))
+            stem, city, sc = cityscapes_scene(seed, split, i, size)
             img = R.to_uint8(sc.image)
             label_ids = CS_LABEL_ID_LUT[sc.cls]
             base = f"cityscapes/gtFine/{split}/{city}/{stem}_gtFine"

@@ -70,6 +70,17 @@ class TreeWriter:
             raise ValueError(f"{rel}: expected uint8 [H, W] labels, got {arr.dtype} {arr.shape}")
         Image.fromarray(arr, mode="L").save(self._path(rel), format="PNG", compress_level=6)
 
+    def palette_label(self, rel: str, arr: np.ndarray, palette: np.ndarray) -> None:
+        """8-bit palette PNG (mode ``P``): the stored indices are ``arr``, ``palette`` is ``[N<=256, 3]``
+        uint8 (the Mapillary Vistas label format)."""
+        if arr.dtype != np.uint8 or arr.ndim != 2:
+            raise ValueError(f"{rel}: expected uint8 [H, W] labels, got {arr.dtype} {arr.shape}")
+        im = Image.frombytes("P", (arr.shape[1], arr.shape[0]), np.ascontiguousarray(arr).tobytes())
+        flat = np.zeros((256, 3), np.uint8)
+        flat[: len(palette)] = palette
+        im.putpalette(flat.ravel().tolist())
+        im.save(self._path(rel), format="PNG", compress_level=6)
+
     def npz(self, rel: str, **arrays: np.ndarray) -> None:
         self._path(rel).write_bytes(npz_bytes(**arrays))
 

@@ -57,13 +57,24 @@ def _threshold_in_dtype(threshold: float, dtype: np.dtype) -> Any:
     return np.float64(threshold)
 
 
+def _dense(ids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(inverse, present)`` as ``np.unique(ids, return_inverse=True)`` gives them, without sorting.
+
+    ``ids`` are component ids in ``0..n`` (``ndimage.label`` output, some ids possibly absent), so
+    one ``bincount`` finds the present ids (ascending) and a lookup table ranks them: O(pixels).
+    """
+    present = np.bincount(ids.reshape(-1), minlength=n + 1) > 0
+    rank = np.cumsum(present, dtype=np.int64) - 1
+    return rank[ids], np.flatnonzero(present)
+
+
 def frame_components(scores: np.ndarray, labels: np.ndarray, threshold: float, min_pred: int,
                      min_gt: int) -> dict[str, np.ndarray]:
     """Per-frame component values (``siou_gt``, ``siou_pred``, ``prec_pred``) and tau counts."""
     t = _threshold_in_dtype(float(threshold), scores.dtype)
     gt_mask = labels == 1
     pred_mask = (scores > t) & (labels != 255)
-    gt_ids, _ = ndimage.label(gt_mask, _STRUCT)
+    gt_ids, n_gt = ndimage.label(gt_mask, _STRUCT)
     pred_ids, n_pred = ndimage.label(pred_mask, _STRUCT)
     if min_pred is not None:
         sizes = np.bincount(pred_ids.reshape(-1), minlength=n_pred + 1)
@@ -73,17 +84,10 @@ def frame_components(scores: np.ndarray, labels: np.ndarray, threshold: float, m
     gt_sizes = np.bincount(gt_ids.reshape(-1))
     small = gt_sizes < min_gt                               # incl. the background (id 0) rule
     roi = (labels != 255) & ~small[gt_ids]
-    g = gt_ids[roi].astype(np.int64)
-    p = pred_ids[roi].astype(np.int64)
+    g_inv, gu = _dense(gt_ids[roi], n_gt)
+    p_inv, pu = _dense(pred_ids[roi], n_pred)
     out: dict[str, np.ndarray] = {}
-    if g.size:
-        gu, g_inv = np.unique(g, return_inverse=True)
-        pu, p_inv = np.unique(p, return_inverse=True)
-        table = np.bincount(g_inv * pu.size + p_inv, minlength=gu.size * pu.size).reshape(
-            gu.size, pu.size)
-    else:
-        gu = pu = np.zeros(0, np.int64)
-        table = np.zeros((0, 0), np.int64)
+    table = np.bincount(g_inv * pu.size + p_inv, minlength=gu.size * pu.size).reshape(gu.size, pu.size)
     g_rows = np.flatnonzero(gu > 0)
     p_cols = np.flatnonzero(pu > 0)
     bg_row = np.flatnonzero(gu == 0)

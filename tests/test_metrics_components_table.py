@@ -1,6 +1,8 @@
-"""SegEval's per-frame contingency table is built without sorting (``components._dense``); the
-component values must stay *exactly* those of the sort-based construction (``np.unique(...,
-return_inverse=True)``) it replaced, which is kept below as the reference."""
+"""SegEval's per-frame contingency table is built without sorting (``components._contingency``:
+one bincount of the raw (GT id, predicted id) pairs, or of compacted ids for frames with very many
+components) and float16 thresholding compares bit patterns (``components._above``); the component
+values must stay *exactly* those of the sort-based construction (``np.unique(...,
+return_inverse=True)``) they replaced, which is kept below as the reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,11 +11,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from oodbench.metrics.components import COMPONENT_CONFIGS, TAUS, _STRUCT, _dense, _threshold_in_dtype, frame_components
+from oodbench.metrics import components
+from oodbench.metrics.components import COMPONENT_CONFIGS, TAUS, _STRUCT, _threshold_in_dtype, frame_components
+
+THRESHOLDS = (-0.5, -0.0, 0.0, 0.8, 1.7, 3.0)
 
 
-def _reference(scores, labels, threshold, min_pred, min_gt):
-    """The previous frame_components (np.unique-based table), unchanged."""
+@pytest.fixture(params=["dense", "compacted"])
+def table_path(request, monkeypatch):
+    """Run each test through both ways of building the table."""
+    if request.param == "compacted":
+        monkeypatch.setattr(components, "_DENSE_TABLE_CELLS", 0)
+    return request.param
+
+
+def _reference_table(scores, labels, threshold, min_pred, min_gt):
+    """The previous table construction (np.unique-based), unchanged: (table, GT ids, predicted ids)."""
     t = _threshold_in_dtype(float(threshold), scores.dtype)
     gt_ids, _ = ndimage.label(labels == 1, _STRUCT)
     pred_ids, n_pred = ndimage.label((scores > t) & (labels != 255), _STRUCT)
@@ -32,6 +45,12 @@ def _reference(scores, labels, threshold, min_pred, min_gt):
     else:
         gu = pu = np.zeros(0, np.int64)
         table = np.zeros((0, 0), np.int64)
+    return table, gu, pu
+
+
+def _reference(scores, labels, threshold, min_pred, min_gt):
+    """The previous frame_components, unchanged."""
+    table, gu, pu = _reference_table(scores, labels, threshold, min_pred, min_gt)
     g_rows, p_cols = np.flatnonzero(gu > 0), np.flatnonzero(pu > 0)
     bg_row, bg_col = np.flatnonzero(gu == 0), np.flatnonzero(pu == 0)
     c0_by_pred = table[bg_row[0]] if bg_row.size else np.zeros(pu.size, np.int64)
@@ -81,29 +100,43 @@ def _assert_identical(got, want):
 
 @pytest.mark.parametrize("config", sorted(COMPONENT_CONFIGS))
 @pytest.mark.parametrize("seed", range(12))
-def test_component_values_equal_the_sort_based_table(seed, config):
+def test_component_values_equal_the_sort_based_table(seed, config, table_path):
     min_pred, min_gt = COMPONENT_CONFIGS[config]
     dtype = np.float16 if seed % 2 else np.float32
     s, lab = _frame(seed, 120 + 7 * seed, 200, blobs=1 + seed % 9, void=(seed % 4) * 0.03, dtype=dtype)
-    for thr in (0.0, 0.8, 1.7, 3.0):
+    for thr in THRESHOLDS:
         _assert_identical(frame_components(s, lab, thr, min_pred, min_gt), _reference(s, lab, thr, min_pred, min_gt))
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.mark.parametrize("compacted", [False, True])
+@settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), h=st.integers(1, 48), w=st.integers(1, 48), blobs=st.integers(0, 12),
-       void=st.sampled_from([0.0, 0.05, 0.5, 1.0]), thr=st.floats(-1.0, 4.0),
-       min_pred=st.integers(0, 60), min_gt=st.integers(0, 30))
-def test_component_values_equal_the_sort_based_table_on_small_frames(seed, h, w, blobs, void, thr, min_pred, min_gt):
-    s, lab = _frame(seed, h, w, blobs, void, np.float32)
-    _assert_identical(frame_components(s, lab, thr, min_pred, min_gt), _reference(s, lab, thr, min_pred, min_gt))
+       void=st.sampled_from([0.0, 0.05, 0.5, 1.0]), thr=st.floats(-1.0, 4.0) | st.sampled_from([0.0, -0.0]),
+       min_pred=st.integers(0, 60), min_gt=st.integers(0, 30), f16=st.booleans())
+def test_component_values_equal_the_sort_based_table_on_small_frames(compacted, seed, h, w, blobs, void, thr,
+                                                                    min_pred, min_gt, f16):
+    s, lab = _frame(seed, h, w, blobs, void, np.float16 if f16 else np.float32)
+    cells = 0 if compacted else components._DENSE_TABLE_CELLS
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(components, "_DENSE_TABLE_CELLS", cells)
+        got = frame_components(s, lab, thr, min_pred, min_gt)
+    _assert_identical(got, _reference(s, lab, thr, min_pred, min_gt))
 
 
-def test_dense_matches_unique_inverse():
-    rng = np.random.default_rng(0)
-    for n in (0, 1, 5, 300):
-        ids = rng.integers(0, n + 1, size=1000) if n else np.zeros(0, np.int64)
-        ids[ids == n // 2] = 0                       # some ids absent
-        inv, present = _dense(ids, n)
-        u, uinv = np.unique(ids, return_inverse=True)
-        np.testing.assert_array_equal(present, u)
-        np.testing.assert_array_equal(inv, uinv.reshape(-1))
+@pytest.mark.parametrize("seed", range(8))
+def test_contingency_table_is_the_unique_table(seed, table_path):
+    s, lab = _frame(seed, 90, 130, blobs=2 + seed, void=0.02 * (seed % 3), dtype=np.float32)
+    for thr in THRESHOLDS:
+        valid = lab != 255
+        gt_ids, n_gt = ndimage.label(lab == 1, _STRUCT)
+        pred_ids, n_pred = ndimage.label((s > thr) & valid, _STRUCT)
+        got = components._contingency(gt_ids, n_gt, pred_ids, n_pred, int((~valid).sum()), 50, 10)
+        for g, w in zip(got, _reference_table(s, lab, thr, 50, 10)):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_float16_threshold_by_bit_pattern_is_the_float_compare():
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    finite = every[np.isfinite(every)]
+    for t in np.concatenate([finite[::97], np.float16([0.0, -0.0, 65504, -65504, 6e-8, -6e-8])]):
+        np.testing.assert_array_equal(components._above(finite, t), finite > t, err_msg=repr(t))

@@ -16,6 +16,10 @@ from typing import Any, Sequence
 
 __all__ = ["main", "build_parser"]
 
+#: sub-commands defined in this module: parsing them needs none of the extension modules below
+#: (which may import torch), so ``main`` does not import those for them or for ``--version``.
+_CORE_COMMANDS = frozenset({"list", "run", "evaluate", "leaderboard", "submit"})
+
 #: (module, function) pairs that add sub-commands
 _EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("oodbench.datasets.synth.command", "add_synth_parser"),
@@ -106,6 +110,14 @@ def _print_results_table(results) -> None:
         print(render_markdown(to_frame(results), title="oodbench results"))
 
 
+def _method_provenance(name: str) -> dict[str, Any]:
+    """Provenance of a registered method; only for predictions without a run manifest, because
+    the method registry imports torch (``oodbench run`` records the provenance in the manifest)."""
+    from oodbench.methods import METHODS
+
+    return METHODS.get(name).provenance if name in METHODS else {"distribution": "external"}
+
+
 # ---------------------------------------------------------------------------------------------
 # commands
 def cmd_list(args: argparse.Namespace) -> int:
@@ -164,7 +176,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from oodbench.evaluate import evaluate_split
-    from oodbench.methods import METHODS
     from oodbench.results import Result, save_result
     from oodbench.store import PredictionStore
 
@@ -177,9 +188,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ev = evaluate_split(split, store, args.protocol,
                             semantic_label_space=manifest.get("semantic_label_space"),
                             progress=not args.quiet)
-        plugin = manifest.get("plugin") or (
-            METHODS.get(args.method).provenance if args.method in METHODS else {"distribution": "external"}
-        )
+        plugin = manifest.get("plugin") or _method_provenance(args.method)
         result = Result(
             method=args.method, dataset=split.name, benchmark=split.benchmark, protocol=ev.protocol,
             protocol_version=ev.protocol_version, metrics=ev.metrics, num_frames=ev.num_frames,
@@ -243,7 +252,8 @@ def _add_common_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
+    """The ``oodbench`` parser; ``extensions=False`` leaves out the sub-commands of :data:`_EXTENSIONS`."""
     from oodbench import __version__
 
     parser = argparse.ArgumentParser(
@@ -299,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_data(p)
     p.set_defaults(func=cmd_submit)
 
-    for module, func in _EXTENSIONS:
+    for module, func in _EXTENSIONS if extensions else ():
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
@@ -311,11 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _needs_extensions(argv: Sequence[str]) -> bool:
+    """Whether parsing ``argv`` needs the extension sub-commands: not for a core command (the
+    first word) or a bare ``--version``; yes for anything else (``--help`` lists every command)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if words:
+        return words[0] not in _CORE_COMMANDS
+    return "--version" not in argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from oodbench.contracts import ContractError
     from oodbench.registry import RegistryError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(extensions=_needs_extensions(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

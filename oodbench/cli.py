@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -110,12 +111,26 @@ def _print_results_table(results) -> None:
         print(render_markdown(to_frame(results), title="oodbench results"))
 
 
-def _method_provenance(name: str) -> dict[str, Any]:
-    """Provenance of a registered method; only for predictions without a run manifest, because
-    the method registry imports torch (``oodbench run`` records the provenance in the manifest)."""
-    from oodbench.methods import METHODS
+#: the methods oodbench registers itself (``tests/test_cli_no_torch.py`` checks this against
+#: ``METHODS``): lets ``evaluate`` name the provenance of predictions without a run manifest
+#: without importing the method registry, which imports torch.
+_BUILTIN_METHODS = frozenset({"energy", "entropy", "maxlogit", "msp", "rpl"})
 
-    return METHODS.get(name).provenance if name in METHODS else {"distribution": "external"}
+
+def _method_provenance(name: str) -> dict[str, Any]:
+    """What ``METHODS.get(name).provenance`` gives (``{"distribution": "external"}`` for an
+    unregistered name), read from package metadata instead of importing the plugins."""
+    import importlib.metadata
+
+    from oodbench.registry import DISABLE_AUTOLOAD_ENV, _own_version
+
+    if name in _BUILTIN_METHODS:
+        return {"distribution": "oodbench", "version": _own_version()}
+    if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() in ("", "0", "false", "False"):
+        for ep in importlib.metadata.entry_points(group="oodbench.methods"):
+            if ep.name == name and ep.dist is not None and ep.dist.name != "oodbench":
+                return {"distribution": ep.dist.name, "version": ep.dist.version}
+    return {"distribution": "external"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from oodbench.contracts import ContractError, check_labels
 from oodbench.metrics._base import MetricInputError
 from oodbench.metrics._inputs import check_label_values, check_scores, label_counts
 
@@ -34,3 +35,15 @@ def test_label_values_check_matches_label_counts(value):
         with pytest.raises(MetricInputError) as counted:
             label_counts(lab, "f")
         assert str(fast.value) == str(counted.value)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32])
+def test_contract_label_check_accepts_exactly_0_1_255(dtype):
+    for value in range(256):
+        lab = np.zeros((3, 4), dtype)
+        lab[1, 1] = value
+        if value in (0, 1, 255):
+            assert check_labels(lab, "f").dtype == np.uint8
+        else:
+            with pytest.raises(ContractError, match=rf"f: unexpected label values \[{value}\]"):
+                check_labels(lab, "f")

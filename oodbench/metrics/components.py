@@ -32,7 +32,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage
 
 from ._base import Accumulator, MetricInputError, warn_nan
 from ._inputs import check_binary_labels, check_label_values, check_scores, to_numpy
@@ -121,6 +120,8 @@ def _contingency(gt_ids: np.ndarray, n_gt: int, pred_ids: np.ndarray, n_pred: in
 def frame_components(scores: np.ndarray, labels: np.ndarray, threshold: float, min_pred: int,
                      min_gt: int) -> dict[str, np.ndarray]:
     """Per-frame component values (``siou_gt``, ``siou_pred``, ``prec_pred``) and tau counts."""
+    from scipy import ndimage  # here, not at import: ~0.3 s that only the component pass needs
+
     t = _threshold_in_dtype(float(threshold), scores.dtype)
     valid = labels != 255
     gt_ids, n_gt = ndimage.label(labels == 1, _STRUCT)

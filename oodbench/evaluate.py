@@ -86,6 +86,13 @@ def _frame_pairs(split, store: PredictionStore, ids: Sequence[str], with_semanti
             yield from pool.map(load, ids[start : start + chunk])
 
 
+def _all_finite(scores: np.ndarray) -> bool:
+    """``np.isfinite(scores).all()``; for float16 (SMIYC) by the exponent bits, ~50x faster."""
+    if scores.dtype == np.float16:
+        return scores.size == 0 or int(np.bitwise_and(scores.view(np.uint16), np.uint16(0x7FFF)).max()) < 0x7C00
+    return bool(np.isfinite(scores).all())
+
+
 def _checked(frame, scores: np.ndarray, store: PredictionStore, key: str) -> tuple[np.ndarray, np.ndarray]:
     where = f"{store.anomaly_path(key, frame.frame_id)}"
     if frame.label is None:
@@ -96,7 +103,7 @@ def _checked(frame, scores: np.ndarray, store: PredictionStore, key: str) -> tup
             f"{where}: prediction shape {scores.shape} != label shape {labels.shape} "
             "(store predictions at full label resolution)"
         )
-    if not np.isfinite(scores).all():
+    if not _all_finite(scores):
         raise ContractError(f"{where}: scores contain NaN or inf")
     return scores, labels
 

@@ -47,3 +47,14 @@ def test_contract_label_check_accepts_exactly_0_1_255(dtype):
         else:
             with pytest.raises(ContractError, match=rf"f: unexpected label values \[{value}\]"):
                 check_labels(lab, "f")
+
+
+def test_evaluate_finiteness_check_matches_isfinite():
+    from oodbench.evaluate import _all_finite
+
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    for value in every[::7]:
+        arr = np.full((2, 3), 0.5, np.float16)
+        arr[1, 1] = value
+        assert _all_finite(arr) == bool(np.isfinite(arr).all()) == _all_finite(arr.astype(np.float32))
+    assert _all_finite(np.zeros((0, 4), np.float16))

@@ -1,9 +1,13 @@
 """A :class:`~oodbench.datasets.Split` whose frames are indexed once from a directory listing.
 
 Adapters implement :meth:`IndexedSplit._discover` (list files, apply the official split rules,
-check every needed file exists, check the count) and :meth:`load`. ``frame_ids()`` runs discovery
-once per instance and caches only paths -- never decoded pixels -- so iteration streams one frame
-at a time.
+check every needed file exists, check the count) and :meth:`IndexedSplit._map_labels` (raw label
+map -> contract labels, validating the raw encoding). ``frame_ids()`` runs discovery once per
+instance and caches only paths -- never decoded pixels -- so iteration streams one frame at a time.
+
+:meth:`~IndexedSplit.load` and :meth:`~IndexedSplit.load_labels` share the label path (read, size
+check, mapping), so they cannot disagree; ``load_labels`` checks the size against the image's
+header instead of decoding the image.
 """
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ._io import check_same_size, read_image, read_label
-from .base import Split
+from oodbench.contracts import Frame
+
+from ._io import check_same_size, read_image, read_image_size, read_label
+from .base import FrameLabels, Split
 
 __all__ = ["FrameRecord", "IndexedSplit"]
 
@@ -53,19 +59,43 @@ class IndexedSplit(Split):
         except KeyError:
             raise KeyError(f"{self.name}: no frame {frame_id!r} under {self.root}") from None
 
+    def _map_labels(self, rec: FrameRecord, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(anomaly labels in 0/1/255, semantic labels or None)`` from the raw label map of ``rec``.
+
+        Raises :class:`~oodbench.contracts.ContractError` naming ``rec.label`` for raw values
+        outside the split's documented encoding.
+        """
+        raise NotImplementedError
+
     def _image(self, rec: FrameRecord) -> np.ndarray:
         """The frame's RGB image (adapters that compose images, e.g. FS Static, override this)."""
         return read_image(rec.image)
 
-    def read_pair(self, frame_id: str) -> tuple[FrameRecord, np.ndarray, np.ndarray]:
-        """``(record, RGB image, raw label map)`` of a labelled frame, sizes checked (errors name the files)."""
+    def _image_size(self, rec: FrameRecord) -> tuple[int, int]:
+        """``(height, width)`` of :meth:`_image` from the image file's header (no decoding)."""
+        return read_image_size(rec.image)
+
+    def load(self, frame_id: str) -> Frame:
+        """The frame: RGB image, contract labels (``None`` when hidden), semantic labels, meta."""
         rec = self.record(frame_id)
-        if rec.label is None:
-            raise KeyError(f"{self.name}: frame {frame_id!r} has no public label")
         image = self._image(rec)
-        raw = read_label(rec.label)
-        check_same_size(image, raw, rec.image, rec.label)
-        return rec, image, raw
+        label = semantic = None
+        if rec.label is not None:
+            raw = read_label(rec.label)
+            check_same_size(image, raw, rec.image, rec.label)
+            label, semantic = self._map_labels(rec, raw)
+        return Frame(frame_id, image, label, semantic, meta=self._meta(rec))
+
+    def load_labels(self, frame_id: str) -> FrameLabels:
+        """What :meth:`load` gives minus the image, which is never decoded (only its header read)."""
+        rec = self.record(frame_id)
+        label = semantic = None
+        if rec.label is not None:
+            size = self._image_size(rec)
+            raw = read_label(rec.label)
+            check_same_size(size, raw, rec.image, rec.label)
+            label, semantic = self._map_labels(rec, raw)
+        return FrameLabels(frame_id, label, semantic, meta=self._meta(rec))
 
     def _meta(self, rec: FrameRecord) -> dict[str, Any]:
         meta = {"image_path": str(rec.image)}

@@ -9,6 +9,8 @@ Every adapter reads pixels only through these functions, so the failure modes ar
   encoding, is a :class:`~oodbench.contracts.ContractError` naming the label file.
 
 Nothing is cached: each call decodes one file (streaming; memory stays O(one frame)).
+:func:`read_image_size` reads only an image's header (evaluation checks label sizes against it
+without decoding the image).
 Images come back as RGB ``uint8 [H, W, 3]`` (alpha dropped, as in the SMIYC wrapper
 ``SegmentMeIfYouCan/road-anomaly-benchmark:road_anomaly_benchmark/datasets/dataset_io.py``);
 labels as the raw single-channel ``uint8 [H, W]`` map (palette PNGs give their indices).
@@ -32,6 +34,7 @@ __all__ = [
     "check_same_size",
     "lookup_table",
     "read_image",
+    "read_image_size",
     "read_label",
     "require_dir",
     "require_file",
@@ -56,12 +59,13 @@ def require_dir(path: Path, what: str, split: str) -> Path:
     return path
 
 
-def _open(path: Path, what: str) -> Image.Image:
+def _open(path: Path, what: str, decode: bool = True) -> Image.Image:
     if not path.is_file():
         raise DataLayoutError(f"missing {what} {path}")
     try:
         im = Image.open(path)
-        im.load()
+        if decode:
+            im.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         hint = ""
         if path.suffix.lower() == ".webp" and not features.check("webp"):
@@ -80,12 +84,28 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     with _open(path, "image") as im:
-        if im.mode not in IMAGE_MODES:
-            raise ContractError(
-                f"{path}: cannot read image: unsupported mode {im.mode!r} (expected 8-bit RGB or grey)"
-            )
+        _check_image_mode(im, path)
         rgb = im if im.mode == "RGB" else im.convert("RGB")
         return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of an image file from its header, without decoding the pixels.
+
+    Raises the same errors as :func:`read_image` for a missing file, an unreadable header or an
+    unsupported mode; damage past the header is only found by :func:`read_image`.
+    """
+    path = Path(path)
+    with _open(path, "image", decode=False) as im:
+        _check_image_mode(im, path)
+        return int(im.height), int(im.width)
+
+
+def _check_image_mode(im: Image.Image, path: Path) -> None:
+    if im.mode not in IMAGE_MODES:
+        raise ContractError(
+            f"{path}: cannot read image: unsupported mode {im.mode!r} (expected 8-bit RGB or grey)"
+        )
 
 
 def read_label(path: str | os.PathLike) -> np.ndarray:
@@ -125,9 +145,13 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def check_same_size(image: np.ndarray, label: np.ndarray, image_path: Path, label_path: Path) -> None:
-    """Raise :class:`ContractError` naming both files when label and image sizes differ."""
-    ih, iw = image.shape[:2]
+def check_same_size(image: np.ndarray | tuple[int, int], label: np.ndarray, image_path: Path,
+                    label_path: Path) -> None:
+    """Raise :class:`ContractError` naming both files when label and image sizes differ.
+
+    ``image`` is the decoded image or its ``(height, width)`` (:func:`read_image_size`).
+    """
+    ih, iw = image if isinstance(image, tuple) else image.shape[:2]
     lh, lw = label.shape[:2]
     if (ih, iw) != (lh, lw):
         raise ContractError(

@@ -3,22 +3,33 @@
 A :class:`Split` knows its official on-disk layout under a data root, the official frame count,
 its evaluation protocol and (for SMIYC) the persistence name used for prediction files. It lists
 frame ids without reading pixels, and loads one :class:`~oodbench.contracts.Frame` at a time with
-labels mapped to the 0/1/255 contract.
+labels mapped to the 0/1/255 contract -- or, for evaluation, only the labels
+(:meth:`Split.load_labels`, which never decodes the image).
+
+What the evaluator needs to know about a split is declared here, never looked up by name:
+:attr:`Split.semantic_mapping` (how Cityscapes train ids map to the split's semantic classes) and
+:meth:`Split.calibration_group` (the frame group open-set calibration is done per, e.g. the
+StreetHazards town).
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
 
 from oodbench.contracts import Frame
 from oodbench.registry import PluginValidationError, Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 __all__ = [
     "DATASETS",
     "DATA_MANIFEST",
     "DataLayoutError",
+    "FrameLabels",
     "Split",
     "get_split",
     "find_available",
@@ -38,10 +49,29 @@ class DataLayoutError(FileNotFoundError):
     """The data on disk does not match the expected layout; the message names what and where."""
 
 
+@dataclass
+class FrameLabels:
+    """One frame's ground truth without its image (what evaluation reads: :meth:`Split.load_labels`).
+
+    Attributes:
+        frame_id: as in :class:`~oodbench.contracts.Frame`.
+        label: anomaly labels ``uint8 [H, W]`` in {0, 1, 255}, or ``None`` when hidden.
+        semantic: closed-set train ids ``uint8 [H, W]`` (255 ignore), when the benchmark has them.
+        meta: the same adapter facts as :attr:`Frame.meta <oodbench.contracts.Frame.meta>`.
+    """
+
+    frame_id: str
+    label: "np.ndarray | None" = None
+    semantic: "np.ndarray | None" = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
 class Split:
     """A labelled (or label-hidden) evaluation split in its official layout.
 
-    Subclasses set the class attributes and implement :meth:`frame_ids` and :meth:`load`.
+    Subclasses set the class attributes and implement :meth:`frame_ids` and :meth:`load`; they
+    override :meth:`load_labels` when labels can be read without decoding the image (every
+    built-in adapter does), and :meth:`calibration_group` when open-set calibration is per group.
 
     Attributes:
         name: CLI name, e.g. ``"fishyscapes-laf-val"``.
@@ -53,6 +83,8 @@ class Split:
         component_metrics: SMIYC SegEval config name, or ``None``.
         num_classes: closed-set classes for semantic labels (``None`` if none).
         score_dtype: dtype predictions are stored in (``"float16"`` for SMIYC splits).
+        semantic_mapping: Cityscapes train id (the ``cityscapes19`` label space of semantic
+            predictions) -> this split's semantic class, or ``None`` where not applicable.
     """
 
     name: ClassVar[str] = ""
@@ -64,6 +96,7 @@ class Split:
     component_metrics: ClassVar[str | None] = None
     num_classes: ClassVar[int | None] = None
     score_dtype: ClassVar[str] = "float32"
+    semantic_mapping: ClassVar[Mapping[int, int] | None] = None
 
     def __init__(self, root: str | os.PathLike, check_count: bool = True) -> None:
         self.root = Path(root)
@@ -78,6 +111,21 @@ class Split:
     def load(self, frame_id: str) -> Frame:
         """Load one frame (image, labels mapped to 0/1/255, optional semantic labels)."""
         raise NotImplementedError
+
+    # -- may override ---------------------------------------------------------------------
+    def load_labels(self, frame_id: str) -> FrameLabels:
+        """The frame's labels, semantic labels and meta, without the image.
+
+        Same labels, checks and errors as :meth:`load` except those that need decoded image
+        pixels. This default calls :meth:`load` and drops the image; the built-in adapters read
+        only the label file (and the image's header, for the size check).
+        """
+        frame = self.load(frame_id)
+        return FrameLabels(frame.frame_id, frame.label, frame.semantic, frame.meta)
+
+    def calibration_group(self, frame: Frame | FrameLabels) -> str:
+        """The group of frames that open-set metrics calibrate thresholds over (default ``"all"``)."""
+        return "all"
 
     @classmethod
     def detect(cls, root: str | os.PathLike, **kwargs: Any) -> str | None:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oodbench.contracts import ContractError, Frame
+from oodbench.contracts import ContractError
 
 from ._indexed import FrameRecord, IndexedSplit
 from ._io import check_raw_values, read_image, require_dir, require_file
@@ -141,10 +141,9 @@ class _Fishyscapes(IndexedSplit):
         return index
 
     # -- loading ----------------------------------------------------------------------------
-    def load(self, frame_id: str) -> Frame:
-        rec, image, label = self.read_pair(frame_id)
-        check_raw_values(label, (0, 1, 255), rec.label, _FS_ENCODING)
-        return Frame(frame_id, image, label, meta=self._meta(rec))
+    def _map_labels(self, rec: FrameRecord, raw: np.ndarray) -> tuple[np.ndarray, None]:
+        check_raw_values(raw, (0, 1, 255), rec.label, _FS_ENCODING)
+        return raw, None
 
 
 @register_split

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from oodbench.contracts import Frame
+import numpy as np
 
 from ._indexed import FrameRecord, IndexedSplit
 from ._io import check_raw_values, lookup_table, require_dir, require_file
@@ -110,12 +110,9 @@ class RoadAnomaly(IndexedSplit):
             for s in stems
         }
 
-    def load(self, frame_id: str) -> Frame:
-        rec, image, raw = self.read_pair(frame_id)
+    def _map_labels(self, rec: FrameRecord, raw: np.ndarray) -> tuple[np.ndarray, None]:
         if rec.meta["layout"] == "official":
             check_raw_values(raw, (0, 1, 2), rec.label, "0 (background), 1 (road), 2 (anomaly)")
-            label = RA_OFFICIAL_LUT[raw]
-        else:
-            check_raw_values(raw, (0, 1), rec.label, "0 (inlier), 1 (anomaly)")
-            label = raw
-        return Frame(frame_id, image, label, meta=self._meta(rec))
+            return RA_OFFICIAL_LUT[raw], None
+        check_raw_values(raw, (0, 1), rec.label, "0 (inlier), 1 (anomaly)")
+        return raw, None

@@ -34,10 +34,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from oodbench.contracts import Frame
+import numpy as np
 
 from ._indexed import FrameRecord, IndexedSplit
-from ._io import check_same_size, lookup_table, read_image, read_label, require_dir, require_file
+from ._io import lookup_table, require_dir, require_file
 from ._laf import (
     LAF_DIR,
     LAF_IMAGE_EXTS,
@@ -115,15 +115,8 @@ class _SmiycSplit(IndexedSplit):
             index[fid] = FrameRecord(images / f"{fid}.{self.image_ext}", label)
         return index
 
-    def load(self, frame_id: str) -> Frame:
-        rec = self.record(frame_id)
-        image = read_image(rec.image)
-        label = None
-        if rec.label is not None:
-            raw = read_label(rec.label)
-            check_same_size(image, raw, rec.image, rec.label)
-            label = SMIYC_LUT[raw]
-        return Frame(frame_id, image, label, meta=self._meta(rec))
+    def _map_labels(self, rec: FrameRecord, raw: np.ndarray) -> tuple[np.ndarray, None]:
+        return SMIYC_LUT[raw], None
 
 
 class _AnomalyTrack(_SmiycSplit):
@@ -254,6 +247,5 @@ class LostAndFoundNoKnown(IndexedSplit):
             index[fid] = FrameRecord(by_fid[fid], label, {"scene": laf_scene_folder(fid)})
         return index
 
-    def load(self, frame_id: str) -> Frame:
-        rec, image, raw = self.read_pair(frame_id)
-        return Frame(frame_id, image, LAF_LUT[raw], meta=self._meta(rec))
+    def _map_labels(self, rec: FrameRecord, raw: np.ndarray) -> tuple[np.ndarray, None]:
+        return LAF_LUT[raw], None

@@ -20,11 +20,13 @@ is a :class:`~oodbench.contracts.ContractError`.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from oodbench.contracts import Frame
 
 from ._indexed import FrameRecord, IndexedSplit
 from ._io import check_raw_values, lookup_table, require_dir, require_file
-from .base import DataLayoutError, register_split
+from .base import DataLayoutError, FrameLabels, register_split
 
 __all__ = ["SH_ANOMALY_LUT", "SH_SEMANTIC_LUT", "SH_TOWNS", "StreetHazardsTest"]
 
@@ -44,12 +46,13 @@ class StreetHazardsTest(IndexedSplit):
     """StreetHazards test split (towns t5, t6) with anomaly labels and 12-class semantic labels.
 
     Attributes:
-        cityscapes_to_semantic: oodbench's choice (not an official table) of how the 19 Cityscapes
+        semantic_mapping: oodbench's choice (not an official table) of how the 19 Cityscapes
             train ids map to the 12 DenseHybrid StreetHazards ids when a Cityscapes-trained model is
             evaluated closed-set on StreetHazards (the synthetic demo does that): road -> road,
             sidewalk -> sidewalk, building, wall, fence, pole, traffic sign, vegetation -> the same
             class, person and rider -> person, car/truck/bus -> car; traffic light, terrain, sky,
             train, motorcycle and bicycle -> 0 (unlabeled), since StreetHazards has no such class.
+        cityscapes_to_semantic: the same table under its earlier name.
     """
 
     name = "streethazards-test"
@@ -59,7 +62,7 @@ class StreetHazardsTest(IndexedSplit):
     num_classes = 12
     folder = "StreetHazards"
 
-    cityscapes_to_semantic: dict[int, int] = {
+    semantic_mapping: dict[int, int] = {
         0: 6,    # road -> road
         1: 7,    # sidewalk -> sidewalk
         2: 1,    # building -> building
@@ -80,6 +83,7 @@ class StreetHazardsTest(IndexedSplit):
         17: 0,   # motorcycle -> unlabeled
         18: 0,   # bicycle -> unlabeled
     }
+    cityscapes_to_semantic = semantic_mapping
 
     def _discover(self) -> dict[str, FrameRecord]:
         base = self.root / self.folder / "test"
@@ -106,7 +110,10 @@ class StreetHazardsTest(IndexedSplit):
         self._check_count(list(index), images)
         return index
 
-    def load(self, frame_id: str) -> Frame:
-        rec, image, raw = self.read_pair(frame_id)
+    def _map_labels(self, rec: FrameRecord, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         check_raw_values(raw, range(1, 15), rec.label, _SH_ENCODING)
-        return Frame(frame_id, image, SH_ANOMALY_LUT[raw], SH_SEMANTIC_LUT[raw], meta=self._meta(rec))
+        return SH_ANOMALY_LUT[raw], SH_SEMANTIC_LUT[raw]
+
+    def calibration_group(self, frame: Frame | FrameLabels) -> str:
+        """The frame's town (``"t5"`` / ``"t6"``): open-set calibration is per town (§5.1)."""
+        return frame.meta["town"]

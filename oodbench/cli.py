@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["main", "build_parser"]
+
+#: sub-commands defined in this module: parsing them needs none of the extension modules below
+#: (which may import torch), so ``main`` does not import those for them or for ``--version``.
+_CORE_COMMANDS = frozenset({"list", "run", "evaluate", "leaderboard", "submit"})
 
 #: (module, function) pairs that add sub-commands
 _EXTENSIONS: tuple[tuple[str, str], ...] = (
@@ -106,6 +111,28 @@ def _print_results_table(results) -> None:
         print(render_markdown(to_frame(results), title="oodbench results"))
 
 
+#: the methods oodbench registers itself (``tests/test_cli_no_torch.py`` checks this against
+#: ``METHODS``): lets ``evaluate`` name the provenance of predictions without a run manifest
+#: without importing the method registry, which imports torch.
+_BUILTIN_METHODS = frozenset({"energy", "entropy", "maxlogit", "msp", "rpl"})
+
+
+def _method_provenance(name: str) -> dict[str, Any]:
+    """What ``METHODS.get(name).provenance`` gives (``{"distribution": "external"}`` for an
+    unregistered name), read from package metadata instead of importing the plugins."""
+    import importlib.metadata
+
+    from oodbench.registry import DISABLE_AUTOLOAD_ENV, _own_version
+
+    if name in _BUILTIN_METHODS:
+        return {"distribution": "oodbench", "version": _own_version()}
+    if os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() in ("", "0", "false", "False"):
+        for ep in importlib.metadata.entry_points(group="oodbench.methods"):
+            if ep.name == name and ep.dist is not None and ep.dist.name != "oodbench":
+                return {"distribution": ep.dist.name, "version": ep.dist.version}
+    return {"distribution": "external"}
+
+
 # ---------------------------------------------------------------------------------------------
 # commands
 def cmd_list(args: argparse.Namespace) -> int:
@@ -165,7 +192,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from oodbench.evaluate import evaluate_split
-    from oodbench.methods import METHODS
     from oodbench.results import Result, save_result
     from oodbench.store import PredictionStore
 
@@ -183,9 +209,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ev = evaluate_split(split, store, args.protocol,
                             semantic_label_space=manifest.get("semantic_label_space"),
                             progress=not args.quiet, fpr_rule=args.fpr_rule)
-        plugin = manifest.get("plugin") or (
-            METHODS.get(args.method).provenance if args.method in METHODS else {"distribution": "external"}
-        )
+        plugin = manifest.get("plugin") or _method_provenance(args.method)
         result = Result.from_evaluation(
             ev, split, method=args.method, hparams=manifest.get("hparams", {}),
             checkpoint_sha256=manifest.get("checkpoint_sha256"), plugin=plugin,
@@ -254,7 +278,8 @@ def _add_fpr_rule(p: argparse.ArgumentParser) -> None:
                         "--protocol exact accepts all three); stored in the record and its file name")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
+    """The ``oodbench`` parser; ``extensions=False`` leaves out the sub-commands of :data:`_EXTENSIONS`."""
     from oodbench import __version__
 
     parser = argparse.ArgumentParser(
@@ -316,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_data(p)
     p.set_defaults(func=cmd_submit)
 
-    for module, func in _EXTENSIONS:
+    for module, func in _EXTENSIONS if extensions else ():
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
@@ -328,11 +353,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _needs_extensions(argv: Sequence[str]) -> bool:
+    """Whether parsing ``argv`` needs the extension sub-commands: not for a core command (the
+    first word) or a bare ``--version``; yes for anything else (``--help`` lists every command)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if words:
+        return words[0] not in _CORE_COMMANDS
+    return "--version" not in argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from oodbench.contracts import ContractError
     from oodbench.registry import RegistryError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(extensions=_needs_extensions(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -7,6 +7,10 @@ Order of work (each step is a pass over the frames, reading predictions from the
    for SMIYC splits under the ``smiyc`` protocol (the official order: PixBinaryClass, then SegEval);
 3. closed-set and open-set mIoU when the split has semantic labels and semantic predictions exist.
 
+Frames are read with :meth:`Split.load_labels <oodbench.datasets.Split.load_labels>`: images are
+never decoded. Pass 2 reuses the (checked) labels and scores pass 1 read while they fit in
+``pass2_cache_bytes`` (6 MB per 1024x2048 float16 frame) and re-reads only the rest.
+
 ``reduce`` merges accumulator states across processes between passes (identity in one process;
 ``oodbench.distributed`` passes an all-gather merge), so sharded evaluation gives exactly the
 single-process numbers.
@@ -24,9 +28,15 @@ from .contracts import ContractError, check_labels
 from .results import DataFingerprint
 from .store import PredictionError, PredictionStore
 
-__all__ = ["EvaluationOutput", "evaluate_split", "MissingPredictionsError", "LabelsHiddenError"]
+__all__ = [
+    "EvaluationOutput", "evaluate_split", "MissingPredictionsError", "LabelsHiddenError", "PASS2_CACHE_BYTES",
+]
 
 Reducer = Callable[[Any], Any]
+
+#: default memory bound of what pass 1 keeps for pass 2 (labels + scores as read): ~85 frames of
+#: 1024x2048 float16; the frames beyond it are re-read (labels, never images) in pass 2.
+PASS2_CACHE_BYTES = 512 * 2**20
 
 
 class MissingPredictionsError(PredictionError):
@@ -66,7 +76,7 @@ def _frame_pairs(split, store: PredictionStore, ids: Sequence[str], with_semanti
     """Yield ``(frame, scores, semantic_pred)`` in order, reading ahead in two threads."""
 
     def load(fid: str):
-        frame = split.load_labels(fid) if hasattr(split, "load_labels") else split.load(fid)
+        frame = split.load_labels(fid)
         scores = store.read_anomaly(split.key, fid)
         sem = store.read_semantic(split.key, fid) if with_semantic else None
         return frame, scores, sem
@@ -101,6 +111,7 @@ def evaluate_split(
     semantic_label_space: str | None = None,
     progress: bool = True,
     fpr_rule: str | None = None,
+    pass2_cache_bytes: int = PASS2_CACHE_BYTES,
 ) -> EvaluationOutput:
     """Evaluate the predictions in ``store`` for ``split``.
 
@@ -112,9 +123,11 @@ def evaluate_split(
             then every frame must have a prediction.
         reduce: merges an accumulator across processes (sharded evaluation).
         semantic_label_space: label space of stored semantic predictions
-            (``"cityscapes19"`` maps through the split's ``cityscapes_to_semantic``).
+            (``"cityscapes19"`` maps through the split's ``semantic_mapping``).
         fpr_rule: FPR95 rule (``oodbench.metrics.FPR_RULES``); default: the protocol's own.
             Official protocols refuse any other rule (``ValueError``); ``exact`` accepts all three.
+        pass2_cache_bytes: how much of pass 1's labels and scores may be kept for the component
+            pass (frames beyond it are read again); results do not depend on it.
 
     Raises:
         LabelsHiddenError: the split has no public labels.
@@ -149,19 +162,24 @@ def evaluate_split(
     if want_semantic:
         open_set = M.OpenSetMIoU(num_known=split.num_classes)
         closed = M.ConfusionMatrix(num_classes=split.num_classes)
-        if semantic_label_space == "cityscapes19" and getattr(split, "cityscapes_to_semantic", None):
+        if semantic_label_space == "cityscapes19" and split.semantic_mapping:
             sem_map = np.zeros(256, dtype=np.uint8)
-            for src, dst in split.cityscapes_to_semantic.items():
+            for src, dst in split.semantic_mapping.items():
                 sem_map[int(src)] = int(dst)
 
     # pass 1: pixel metrics (+ semantic accumulators, which need no threshold)
     fingerprint = DataFingerprint()
+    kept: dict[str, tuple[np.ndarray, np.ndarray]] = {}    # for pass 2, bounded by pass2_cache_bytes
+    kept_bytes = 0
     for frame, scores, sem in _progress(
         _frame_pairs(split, store, ids, want_semantic), len(ids), f"{split.name}: pixels", progress
     ):
         scores, labels = _checked(frame, scores, store, split.key)
         fingerprint.update(frame.frame_id, labels)
         pixel.update(scores, labels, frame_id=frame.frame_id)
+        if components is not None and kept_bytes + scores.nbytes + labels.nbytes <= pass2_cache_bytes:
+            kept[frame.frame_id] = (scores, labels)
+            kept_bytes += scores.nbytes + labels.nbytes
         if want_semantic:
             if frame.semantic is None:
                 raise ContractError(f"{split.name}/{frame.frame_id}: split declares semantic labels but has none")
@@ -171,7 +189,7 @@ def evaluate_split(
                     f"{store.semantic_path(split.key, frame.frame_id)}: shape {pred.shape} != "
                     f"label shape {frame.semantic.shape}"
                 )
-            group = frame.meta.get("town", "all")
+            group = split.calibration_group(frame)
             open_set.update(scores, pred, frame.semantic, group=group, frame_id=frame.frame_id)
             # closed-set mIoU over the known classes: anomaly pixels (id K) are ignored (§5.1)
             known_gt = np.where(frame.semantic >= split.num_classes, 255, frame.semantic).astype(np.uint8)
@@ -185,11 +203,14 @@ def evaluate_split(
     if components is not None:
         thr = float(metrics["best_f1_threshold"])
         comp = M.SmiycComponentAccumulator(config=components, threshold=thr)
-        for frame, scores, _ in _progress(
-            _frame_pairs(split, store, ids, False), len(ids), f"{split.name}: components", progress
-        ):
-            scores, labels = _checked(frame, scores, store, split.key)
-            comp.update(scores, labels, frame_id=frame.frame_id)
+        reread = iter(_frame_pairs(split, store, [f for f in ids if f not in kept], False))
+        for fid in _progress(ids, len(ids), f"{split.name}: components", progress):
+            if fid in kept:
+                scores, labels = kept.pop(fid)
+            else:
+                frame, scores, _ = next(reread)
+                scores, labels = _checked(frame, scores, store, split.key)
+            comp.update(scores, labels, frame_id=fid)
         comp = reduce(comp)
         metrics.update(comp.compute())
         notes["component_metrics"] = f"SegEval-{components} @ threshold {thr!r}"

@@ -44,6 +44,13 @@ FLOAT16_GUARD_VERSION = "log-knee-8192-512/v1"
 RUN_MANIFEST = ".oodbench-run.json"
 
 
+def _all_finite(scores: np.ndarray) -> bool:
+    """``np.isfinite(scores).all()``; for float16 (SMIYC) by the exponent bits, ~50x faster."""
+    if scores.dtype == np.float16:
+        return scores.size == 0 or int(np.bitwise_and(scores.view(np.uint16), np.uint16(0x7FFF)).max()) < 0x7C00
+    return bool(np.isfinite(scores).all())
+
+
 class PredictionError(ContractError):
     """A stored prediction is missing, corrupt or does not match its frame (message names the file)."""
 
@@ -167,8 +174,8 @@ class PredictionStore:
             raise PredictionError(f"{path}: stored as {arr.dtype}, expected {np.dtype(dtype)}")
         if shape is not None and arr.shape != tuple(shape):
             raise PredictionError(f"{path}: shape {arr.shape} != expected {tuple(shape)}")
-        finite = np.isfinite(arr)
-        if not finite.all():
+        if not _all_finite(arr):
+            finite = np.isfinite(arr)
             n_nan = int(np.isnan(arr).sum())
             raise PredictionError(f"{path}: scores contain NaN or inf ({n_nan} NaN, "
                                   f"{int(arr.size - finite.sum()) - n_nan} inf of {arr.size} values)")

@@ -18,3 +18,13 @@ def test_bench_rpl_train_runs_a_corocl_step_and_reports(tmp_path, capsys, script
     assert rows[0]["s_per_iter"] > 0 and rows[0]["peak_mib"] > 0 and rows[0]["corocl_steps"] == 2
     text = capsys.readouterr().out
     assert "| fp32 |" in text and "deeplabv3plus_small, 64x64, batch 2" in text
+
+
+def test_bench_evaluate_writes_the_split_and_reports_the_ratio(tmp_path, capsys, script):
+    bench = script("benchmarks/bench_evaluate.py")
+    out = tmp_path / "row.json"
+    assert bench.main(["--frames", "2", "--repeats", "1", "--root", str(tmp_path / "data"), "--json", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["frames"] == 2 and row["ratio_wall"] > 0 and row["evaluate_imported_torch"] is False
+    assert 0 < row["metrics"]["siou"] <= 1 and 0 < row["metrics"]["auprc"] <= 1
+    assert "| **ratio** |" in capsys.readouterr().out

@@ -39,7 +39,7 @@ import numpy as np
 
 from ._base import Accumulator, MetricInputError
 from ._curves import F16_CODES_ASC, F16_NONFINITE, F16_VALUES_ASC, fold_f16
-from ._inputs import check_pair, label_counts
+from ._inputs import check_label_values, check_pair
 from ._np1sort import np1_argsort_at
 
 __all__ = ["SmiycPixelAccumulator", "frame_bins"]
@@ -162,7 +162,7 @@ class SmiycPixelAccumulator(Accumulator):
         """
         where = self._frame_name(frame_id)
         s, lab = check_pair(scores, labels, where, check_finite=False)
-        label_counts(lab.reshape(-1), where)
+        check_label_values(lab, where)
         thr, tp, fp, n_pos, n_neg = frame_bins(s, lab, where)
         self.thresholds.append(thr)
         self.tp.append(tp.astype(np.int64))

@@ -49,8 +49,8 @@ def test_contract_label_check_accepts_exactly_0_1_255(dtype):
                 check_labels(lab, "f")
 
 
-def test_evaluate_finiteness_check_matches_isfinite():
-    from oodbench.evaluate import _all_finite
+def test_store_finiteness_check_matches_isfinite():
+    from oodbench.store import _all_finite
 
     every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
     for value in every[::7]:

@@ -152,11 +152,9 @@ def predict_split(
         done = {f for f, d in owners.items() if (d == digest or d is None) and f not in sem_missing}
         todo = [f for f in ids if f not in done]
     mine = set(ids)
-    stats = {"frames": len(ids), "predicted": len(todo), "skipped": len(ids) - len(todo), "float16_guarded": 0}
-    if any(f in mine for f in replaced):
-        stats["replaced_other_config"] = sum(f in mine for f in replaced)
-    if any(f in mine for f in adopted):
-        stats["adopted"] = sum(f in mine for f in adopted)
+    # the same keys on every rank: run_method sums them over ranks
+    stats = {"frames": len(ids), "predicted": len(todo), "skipped": len(ids) - len(todo), "float16_guarded": 0,
+             "replaced_other_config": sum(f in mine for f in replaced), "adopted": sum(f in mine for f in adopted)}
     manifest = {**fp, "config_digest": digest}
     if adopted:
         manifest["adopted"] = {

@@ -131,7 +131,7 @@ def run_killed(args, env: dict, writes: int, gate: Path) -> None:
     deadline = time.monotonic() + 120
     while not (gate / "blocked").exists():
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             pytest.fail(f"run ended (rc {proc.returncode}) before the gate:\n{err}")
         if time.monotonic() > deadline:
             proc.kill()
@@ -313,7 +313,7 @@ def test_full_disk_exits_2_naming_the_folder(how, toy, synth_root, tmp_path):
     pre = None
     if how == "tmpfs":
         if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(out)],
-                                               capture_output=True).returncode != 0:
+                                               capture_output=True, check=False).returncode != 0:
             pytest.skip("mounting a tmpfs needs root")
     else:
         pre = _fsize_limit(40_000)
@@ -321,7 +321,7 @@ def test_full_disk_exits_2_naming_the_folder(how, toy, synth_root, tmp_path):
         proc = subprocess.run(
             [console_script(), *map(str, _run_args(toy, synth_root, out / "store", tmp_path / "res", "A", "streethazards-test"))],
             env={**os.environ, "OMP_NUM_THREADS": "1", **toy["env"]}, capture_output=True, text=True,
-            preexec_fn=pre, timeout=300)
+            preexec_fn=pre, timeout=300, check=False)
         assert proc.returncode == 2, proc.stderr[-3000:]
         code = errno.ENOSPC if how == "tmpfs" else errno.EFBIG
         assert re.search(rf"oodbench: error: \[Errno {code}\] {re.escape(str(out))}/store/(anomaly_p|semantic)/toy/"

@@ -53,6 +53,17 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def resolve_splits(names: Sequence[str], data_root: str | None, check_count: bool = True,
                    labelled_only: bool = True, layout: str | None = None) -> list:
     """Split objects for ``--dataset`` values (``all`` = every labelled split found).
@@ -182,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         out=Path(args.out), results_dir=Path(args.results), device=args.device,
         batch_size=args.batch_size, num_workers=args.num_workers, overwrite=args.overwrite,
         amp=args.amp, progress=not args.quiet, protocol=args.protocol, fpr_rule=args.fpr_rule,
-        allow_untrained=args.allow_untrained,
+        allow_untrained=args.allow_untrained, adopt_store=args.adopt_store,
     )
     results = run_method(args.method, splits, cfg, method_kwargs=kwargs)
     _print_results_table(results)
@@ -302,7 +313,7 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", default="oodbench-out", help="prediction store root")
     p.add_argument("--results", default="leaderboard/results", help="where result records go")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
@@ -311,6 +322,9 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
                    help="score a method without trained weights (no --checkpoint, or a segmenter-only file for "
                         "rpl); its records and leaderboard rows are marked untrained")
     p.add_argument("--overwrite", action="store_true", help="recompute stored predictions")
+    p.add_argument("--adopt-store", action="store_true",
+                   help="trust stored frames that carry no configuration record (older oodbench, other "
+                        "tools) as made by this exact configuration; the manifest records the frames adopted")
     _add_common_data(p)
     p.set_defaults(func=cmd_run)
 

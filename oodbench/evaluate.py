@@ -5,7 +5,13 @@ Order of work (each step is a pass over the frames, reading predictions from the
 1. pixel metrics with the split's protocol (or the one asked for);
 2. SMIYC component metrics (sIoU, PPV, mean F1) at the method's best pixel-F1 threshold of pass 1,
    for SMIYC splits under the ``smiyc`` protocol (the official order: PixBinaryClass, then SegEval);
-3. closed-set and open-set mIoU when the split has semantic labels and semantic predictions exist.
+3. closed-set and open-set mIoU when the split has semantic labels: every frame needs its semantic
+   map (some missing is an error naming them); a store with none at all (e.g. another tool's
+   anomaly-only predictions) gets these metrics listed under ``notes["metrics_not_computed"]``
+   and a warning, never a silent omission.
+
+Before any pass the stored frames must come from one configuration (the digest in each score
+file, :meth:`PredictionStore.check_single_config`); mixed stores are refused naming frames.
 
 Frames are read with :meth:`Split.load_labels <oodbench.datasets.Split.load_labels>`: images are
 never decoded. Pass 2 reuses the (checked) labels and scores pass 1 read while they fit in
@@ -18,6 +24,7 @@ single-process numbers.
 from __future__ import annotations
 
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -131,7 +138,9 @@ def evaluate_split(
 
     Raises:
         LabelsHiddenError: the split has no public labels.
-        MissingPredictionsError: frames without predictions (all listed in the message).
+        MissingPredictionsError: frames without predictions, or without semantic maps while
+            others have them (listed in the message).
+        MixedPredictionsError: the stored frames come from more than one configuration.
         PredictionError / ContractError: corrupt files, shape mismatch, NaN scores (file named).
     """
     from . import metrics as M
@@ -151,9 +160,25 @@ def evaluate_split(
             f"{len(missing)} of {len(all_ids)} frames of {split.name} have no prediction under "
             f"{store.anomaly_dir(split.key)}: {shown}"
         )
+    config = store.check_single_config(split.key, all_ids)
     protocol = protocol or split.protocol
     pixel = M.build_protocol(protocol, **({} if fpr_rule is None else {"fpr_rule": fpr_rule}))
-    want_semantic = split.num_classes is not None and store.has_semantic(split.key, all_ids)
+    notes: dict[str, Any] = {"predictions_config": config or "unrecorded"}
+    want_semantic = split.num_classes is not None
+    if want_semantic:
+        sem_missing = store.missing_semantic(split.key, all_ids)
+        if len(sem_missing) == len(all_ids):
+            want_semantic = False
+            reason = f"no semantic predictions under {store.semantic_dir(split.key)}"
+            notes["metrics_not_computed"] = {"open_miou": reason, "closed_miou": reason}
+            warnings.warn(f"{split.name}: {reason}; open_miou and closed_miou are not computed",
+                          UserWarning, stacklevel=2)
+        elif sem_missing:
+            shown = ", ".join(sem_missing[:10]) + (" ..." if len(sem_missing) > 10 else "")
+            raise MissingPredictionsError(
+                f"{len(sem_missing)} of {len(all_ids)} frames of {split.name} have no semantic "
+                f"prediction under {store.semantic_dir(split.key)}: {shown}"
+            )
     components = None
     if split.component_metrics and protocol == "smiyc":
         components = split.component_metrics
@@ -197,7 +222,6 @@ def evaluate_split(
     pixel = reduce(pixel)
     fingerprint = reduce(fingerprint)
     metrics = dict(pixel.compute())
-    notes: dict[str, Any] = {}
 
     # pass 2: SMIYC component metrics at the best pixel-F1 threshold of pass 1
     if components is not None:

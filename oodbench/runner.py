@@ -2,7 +2,9 @@
 
 Inference overlaps with data loading (a ``DataLoader`` decodes frames in workers, pinned memory on
 CUDA) and with storing (HDF5 writes run in a background thread), and the host synchronises once
-per batch, not per image. Frames already stored are skipped (resumable), unless ``overwrite``.
+per batch, not per image. Frames already stored *by this configuration* are skipped (resumable),
+unless ``overwrite``: a frame counts as stored when its score file carries this configuration's
+digest and, for splits with semantic labels, its semantic map exists (:mod:`oodbench.store`).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 from .evaluate import evaluate_split
 from .results import Result, save_result
 from .segmenters.base import IMAGENET_MEAN, IMAGENET_STD
-from .store import PredictionStore
+from .store import PredictionStore, config_digest
 
 __all__ = ["RunConfig", "predict_split", "run_method", "IMAGENET_MEAN", "IMAGENET_STD", "StaleRunError"]
 
@@ -42,6 +44,9 @@ class RunConfig:
     fpr_rule: str | None = None
     #: score a method whose weights come from nowhere (random / unfitted) and mark its records
     allow_untrained: bool = False
+    #: trust stored frames that carry no configuration record as this configuration's (recorded
+    #: in the manifest with the adopted frame ids)
+    adopt_store: bool = False
 
 
 class _FrameImages(torch.utils.data.Dataset):
@@ -87,6 +92,15 @@ def method_fingerprint(method, method_name: str) -> dict[str, Any]:
     }
 
 
+def _comparable(fp: dict[str, Any]) -> dict[str, Any]:
+    """The part of a fingerprint that decides whether two runs are the same configuration."""
+    return {k: v for k, v in fp.items() if k != "plugin"}
+
+
+def _shown(ids: Sequence[str]) -> str:
+    return ", ".join(ids[:5]) + (f" ... ({len(ids)} frames)" if len(ids) > 5 else "")
+
+
 def predict_split(
     method,
     method_name: str,
@@ -94,24 +108,71 @@ def predict_split(
     cfg: RunConfig,
     frame_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Run ``method`` on the frames of ``split`` not yet stored; returns run statistics."""
+    """Run ``method`` on the frames of ``split`` not yet stored; returns run statistics.
+
+    Raises:
+        StaleRunError: the store's manifest names another configuration, stored frames belong
+            to another configuration and there is no manifest for this one, or frames carry no
+            configuration record and ``cfg.adopt_store`` is off.
+    """
     store = PredictionStore(cfg.out, method_name)
     key = split.key
     fp = method_fingerprint(method, method_name)
+    comparable = _comparable(fp)
+    digest = config_digest(comparable)
     previous = store.read_run_manifest(key)
-    comparable = {k: v for k, v in fp.items() if k != "plugin"}
+    folder = store.anomaly_dir(key)
     if previous is not None and not cfg.overwrite:
         prev_cmp = {k: previous.get(k) for k in comparable}
         if prev_cmp != comparable:
             raise StaleRunError(
-                f"{store.anomaly_dir(key)} holds predictions of a different configuration "
+                f"{folder} holds predictions of a different configuration "
                 f"({prev_cmp} vs {comparable}); pass --overwrite or choose another --out"
             )
     ids = list(split.frame_ids() if frame_ids is None else frame_ids)
-    todo = ids if cfg.overwrite else store.missing(key, ids)
-    store.write_run_manifest(key, fp)
     want_semantic = split.num_classes is not None
-    stats = {"frames": len(ids), "predicted": len(todo), "skipped": len(ids) - len(todo), "float16_guarded": 0}
+    adopted: list[str] = []
+    replaced: list[str] = []
+    if cfg.overwrite:
+        todo = ids
+    else:
+        # decided over the whole split, so every rank of a sharded run decides (and records) alike
+        owners = store.attribution(key, split.frame_ids(), strict=False)
+        foreign = [f for f, d in owners.items() if d is not None and d != digest]
+        unrecorded = [f for f, d in owners.items() if d is None]
+        if foreign and previous is None:
+            raise StaleRunError(
+                f"{folder} holds predictions of a different configuration (frames {_shown(foreign)}) "
+                "and no run manifest; pass --overwrite or choose another --out"
+            )
+        if unrecorded and not cfg.adopt_store:
+            raise StaleRunError(
+                f"{folder}: {len(unrecorded)} stored frames carry no configuration record (frames "
+                f"{_shown(unrecorded)}; written by another tool or an older oodbench"
+                + (", and there is no run manifest" if previous is None else "")
+                + "); pass --adopt-store if this exact configuration made them, or --overwrite"
+            )
+        adopted = unrecorded
+        replaced = foreign  # left by an interrupted --overwrite: recomputed, never counted
+        sem_missing = set(store.missing_semantic(key, ids)) if want_semantic else set()
+        done = {f for f, d in owners.items() if (d == digest or d is None) and f not in sem_missing}
+        todo = [f for f in ids if f not in done]
+    mine = set(ids)
+    # the same keys on every rank: run_method sums them over ranks
+    stats = {"frames": len(ids), "predicted": len(todo), "skipped": len(ids) - len(todo), "float16_guarded": 0,
+             "replaced_other_config": sum(f in mine for f in replaced), "adopted": sum(f in mine for f in adopted)}
+    manifest = {**fp, "config_digest": digest}
+    if adopted:
+        manifest["adopted"] = {
+            "by": "oodbench run --adopt-store",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "frames": sorted({*adopted, *((previous or {}).get("adopted") or {}).get("frames", ())}),
+        }
+    elif previous and not cfg.overwrite and previous.get("adopted"):
+        manifest["adopted"] = previous["adopted"]
+    if todo or adopted:
+        # nothing to predict and nothing to record: a complete (possibly read-only) store is not touched
+        store.write_run_manifest(key, manifest)
     if not todo:
         return stats
 
@@ -133,9 +194,9 @@ def predict_split(
     def store_batch(fids, anomaly: np.ndarray, semantic: np.ndarray | None) -> int:
         guarded = 0
         for i, fid in enumerate(fids):
-            guarded += store.write_anomaly(key, fid, anomaly[i], dtype=split.score_dtype)
-            if semantic is not None:
+            if semantic is not None:  # first: the score file (with the digest) commits the frame
                 store.write_semantic(key, fid, semantic[i])
+            guarded += store.write_anomaly(key, fid, anomaly[i], dtype=split.score_dtype, config=digest)
         return guarded
 
     def flush(fids: list[str], images: list[torch.Tensor]) -> None:
@@ -146,7 +207,8 @@ def predict_split(
             anomaly, logits = method.predict(x)
         sem = logits.argmax(dim=1).to(torch.uint8) if want_semantic else None
         # one host sync per batch
-        anomaly_np = anomaly.float().cpu().numpy()
+        # float64 scores stay float64: the store names any value its dtype cannot hold
+        anomaly_np = (anomaly if anomaly.dtype == torch.float64 else anomaly.float()).cpu().numpy()
         sem_np = sem.cpu().numpy() if sem is not None else None
         writes.append(pool.submit(store_batch, list(fids), anomaly_np, sem_np))
         # bound the write queue

@@ -6,6 +6,15 @@ Layout (the SMIYC wrapper's, extended to every benchmark)::
     <out>/semantic/<method>/<key>/<frame-id>.png     # uint8 closed-set class ids
     <out>/anomaly_p/<method>/<key>/.oodbench-run.json # what produced the files (method, checkpoint)
 
+Attribution: every score file carries the digest of the configuration that wrote it (HDF5 root
+attribute ``oodbench_config``, :func:`config_digest`; the official readers only read ``value``). A
+frame's semantic map is written *before* its score file, so the score file is the frame's commit
+record: a frame is stored for configuration ``D`` when its ``.hdf5`` says ``D`` and, for splits with
+semantic labels, its ``.png`` exists. Frames from another configuration are therefore never
+mistaken for this one's, whatever the manifest says or whether it was copied along. Frames written
+without a digest (older oodbench, other tools) are *unattributed*; ``oodbench run --adopt-store``
+vouches for them, and the manifest lists the frames so adopted.
+
 ``<key>`` is the SMIYC persistence name for SMIYC splits (``AnomalyTrack-all``,
 ``ObstacleTrack-all``, ``LostAndFound-test``) and the split name otherwise. SMIYC splits are stored
 as float16 exactly as the official ``Evaluation.save_output`` writes them (gzip level 9); every
@@ -18,8 +27,10 @@ metric up to float16 quantisation - are preserved. Nothing is ever clipped.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -27,21 +38,29 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path, atomic_write_json
+from .atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from .contracts import ContractError
 
 __all__ = [
     "PredictionStore",
     "PredictionError",
+    "MixedPredictionsError",
+    "config_digest",
+    "CONFIG_ATTR",
     "float16_guard",
     "FLOAT16_GUARD_KNEE",
     "FLOAT16_GUARD_VERSION",
+    "FLOAT16_GUARD_LIMIT",
 ]
 
 FLOAT16_GUARD_KNEE = 8192.0
 _GUARD_SLOPE = 512.0
+#: largest |s| the guard maps to a finite float16 (~3.3e52; every float32 fits)
+FLOAT16_GUARD_LIMIT = FLOAT16_GUARD_KNEE * float(np.exp((float(np.finfo(np.float16).max) - FLOAT16_GUARD_KNEE) / _GUARD_SLOPE))
 FLOAT16_GUARD_VERSION = "log-knee-8192-512/v1"
 RUN_MANIFEST = ".oodbench-run.json"
+CONFIG_ATTR = "oodbench_config"
+_STORAGE_DTYPES = {"float16": (np.float16, 9), "float32": (np.float32, 4)}
 
 
 def _all_finite(scores: np.ndarray) -> bool:
@@ -53,6 +72,27 @@ def _all_finite(scores: np.ndarray) -> bool:
 
 class PredictionError(ContractError):
     """A stored prediction is missing, corrupt or does not match its frame (message names the file)."""
+
+
+class MixedPredictionsError(PredictionError):
+    """The stored frames of one split come from more than one configuration (message names them)."""
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a method configuration (what a score file is attributed to)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _hdf5_bytes(out: np.ndarray, compression_opts: int, config: str | None) -> bytes:
+    """The complete HDF5 file, built in memory: a failing disk write then raises a plain ``OSError``
+    in Python, never inside an h5py object's destructor (which crashed the process with SIGSEGV)."""
+    with h5py.File(f"oodbench-{uuid.uuid4().hex}", "w", driver="core", backing_store=False) as fh:
+        fh.create_dataset("value", data=out, compression="gzip", compression_opts=compression_opts)
+        if config is not None:
+            fh.attrs[CONFIG_ATTR] = config
+        fh.flush()
+        return fh.id.get_file_image()
 
 
 def float16_guard(scores: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -97,29 +137,42 @@ class PredictionStore:
         return self.semantic_dir(key) / f"{frame_id}.png"
 
     # -- writing ------------------------------------------------------------------------------
-    def write_anomaly(self, key: str, frame_id: str, scores: np.ndarray, dtype: str = "float32") -> bool:
-        """Atomically write one score map; returns whether the float16 guard changed values."""
+    def write_anomaly(self, key: str, frame_id: str, scores: np.ndarray, dtype: str = "float32",
+                      config: str | None = None) -> bool:
+        """Atomically write one score map, attributed to ``config`` (a :func:`config_digest`).
+
+        Returns whether the float16 guard changed values. Finite scores that the storage dtype
+        cannot hold (beyond float32's +-3.4e38, or float16's range even after the guard) are
+        refused with their magnitude, never stored as inf.
+        """
         arr = np.asarray(scores)
+        where = f"{self.method}/{key}/{frame_id}"
         if arr.ndim != 2:
-            raise ContractError(f"{self.method}/{key}/{frame_id}: score map must be 2-D, got {arr.shape}")
+            raise ContractError(f"{where}: score map must be 2-D, got {arr.shape}")
         if not np.isfinite(arr).all():
-            raise ContractError(f"{self.method}/{key}/{frame_id}: score map contains NaN or inf")
-        guarded = False
-        if dtype == "float16":
-            arr, guarded = float16_guard(arr)
-            out = arr.astype(np.float16)
-            compression_opts = 9
-        elif dtype == "float32":
-            out = arr.astype(np.float32)
-            compression_opts = 4
-        else:
+            raise ContractError(f"{where}: score map contains NaN or inf")
+        if dtype not in _STORAGE_DTYPES:
             raise ValueError(f"unsupported storage dtype {dtype!r}")
-        with atomic_path(self.anomaly_path(key, frame_id)) as tmp:
-            with h5py.File(tmp, "w") as fh:
-                fh.create_dataset("value", data=out, compression="gzip", compression_opts=compression_opts)
+        np_dtype, compression_opts = _STORAGE_DTYPES[dtype]
+        guarded = False
+        mapped = arr
+        if dtype == "float16":
+            mapped, guarded = float16_guard(arr)
+        with np.errstate(over="ignore"):
+            out = mapped.astype(np_dtype)
+        if not np.isfinite(out).all():
+            big = float(np.abs(arr).max())
+            limit = FLOAT16_GUARD_LIMIT if dtype == "float16" else float(np.finfo(np_dtype).max)
+            how = "the float16 guard maps" if dtype == "float16" else "it holds"
+            raise ContractError(
+                f"{where}: scores are finite but reach |s| = {big:.3g}, out of range for the storage "
+                f"dtype {dtype} ({how} |s| up to {limit:.3g}); rescale the scores with a monotone map"
+            )
+        atomic_write_bytes(self.anomaly_path(key, frame_id), _hdf5_bytes(out, compression_opts, config))
         return guarded
 
     def write_semantic(self, key: str, frame_id: str, classes: np.ndarray) -> None:
+        """Atomically write one class map (before the frame's score file: see the module docstring)."""
         arr = np.asarray(classes)
         if arr.ndim != 2 or arr.min(initial=0) < 0 or arr.max(initial=0) > 255:
             raise ContractError(f"{self.method}/{key}/{frame_id}: class map must be 2-D with ids 0..255")
@@ -141,6 +194,86 @@ class PredictionStore:
     # -- reading ------------------------------------------------------------------------------
     def has_anomaly(self, key: str, frame_id: str) -> bool:
         return self.anomaly_path(key, frame_id).is_file()
+
+    def read_config(self, key: str, frame_id: str) -> str | None:
+        """The configuration digest recorded in a stored score file (``None``: none recorded).
+
+        Raises :class:`PredictionError` for a missing or unreadable file.
+        """
+        path = self.anomaly_path(key, frame_id)
+        try:
+            with h5py.File(path, "r") as fh:
+                value = fh.attrs.get(CONFIG_ATTR)
+        except FileNotFoundError:
+            raise PredictionError(f"missing prediction {path}") from None
+        except Exception as exc:
+            raise PredictionError(f"{path}: corrupt or unreadable HDF5 file ({exc})") from exc
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        return None if value is None else str(value)
+
+    def attribution(self, key: str, frame_ids: Iterable[str], strict: bool = True) -> dict[str, str | None]:
+        """``{frame id: configuration digest}`` for the stored frames among ``frame_ids``.
+
+        A frame without a recorded digest maps to the manifest's digest when the manifest lists it
+        as adopted (``--adopt-store``), else to ``None``. With ``strict=False`` unreadable score
+        files are left out (they will be rewritten) instead of raising.
+        """
+        ids = list(frame_ids)
+        absent = set(self.missing(key, ids))
+        ids = [f for f in ids if f not in absent]
+        manifest = self.read_run_manifest(key) or {}
+        adopted = set((manifest.get("adopted") or {}).get("frames", ()))
+        out: dict[str, str | None] = {}
+        for fid in ids:
+            try:
+                digest = self.read_config(key, fid)
+            except PredictionError:
+                if strict:
+                    raise
+                continue
+            if digest is None and fid in adopted:
+                digest = manifest.get("config_digest")
+            out[fid] = digest
+        return out
+
+    def check_single_config(self, key: str, frame_ids: Iterable[str]) -> str | None:
+        """Refuse a store whose frames come from more than one configuration; return that digest.
+
+        Raises :class:`MixedPredictionsError` (naming frames of each configuration) when the
+        frames carry different digests, when some carry one and others none, or when they all
+        carry one that differs from the manifest's. A store with no digest at all (written by
+        another tool, or an older oodbench) is accepted and ``None`` returned.
+        """
+        groups: dict[str | None, list[str]] = {}
+        for fid, digest in self.attribution(key, list(frame_ids)).items():
+            groups.setdefault(digest, []).append(fid)
+        manifest = self.read_run_manifest(key) or {}
+        expected = manifest.get("config_digest")
+        if len(groups) == 1:
+            (digest,) = groups
+            if digest is None or expected is None or digest == expected:
+                return digest
+        elif not groups:
+            return expected
+
+        def name(d: str | None) -> str:
+            if d is None:
+                return "no configuration record"
+            return f"configuration {d[:12]}" + (" (the manifest's)" if d == expected else "")
+
+        parts = []
+        for d, fids in sorted(groups.items(), key=lambda kv: (kv[0] != expected, str(kv[0]))):
+            shown = ", ".join(fids[:5]) + (f" ... ({len(fids)} frames)" if len(fids) > 5 else "")
+            parts.append(f"{name(d)}: {shown}")
+        if len(groups) == 1 and expected is not None:
+            parts.append(f"but the manifest says configuration {expected[:12]}")
+        raise MixedPredictionsError(
+            f"{self.anomaly_dir(key)} holds frames of more than one configuration ("
+            + "; ".join(parts)
+            + "); rerun `oodbench run` with the intended configuration to recompute the others, "
+            "or --overwrite"
+        )
 
     def read_anomaly(self, key: str, frame_id: str, *, shape: tuple[int, ...] | None = None,
                      dtype: Any = None) -> np.ndarray:
@@ -197,9 +330,11 @@ class PredictionStore:
         present = {p.stem for p in d.glob("*.hdf5")} if d.is_dir() else set()
         return [f for f in frame_ids if f not in present]
 
-    def has_semantic(self, key: str, frame_ids: Iterable[str]) -> bool:
+    def missing_semantic(self, key: str, frame_ids: Iterable[str]) -> list[str]:
+        """Frame ids without a stored semantic map."""
         d = self.semantic_dir(key)
-        if not d.is_dir():
-            return False
-        present = {p.stem for p in d.glob("*.png")}
-        return all(f in present for f in frame_ids)
+        present = {p.stem for p in d.glob("*.png")} if d.is_dir() else set()
+        return [f for f in frame_ids if f not in present]
+
+    def has_semantic(self, key: str, frame_ids: Iterable[str]) -> bool:
+        return not self.missing_semantic(key, frame_ids)

@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
+    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast: bf16 on CUDA or CPU, fp16 on CUDA only (ignored on CPU)")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
     p.add_argument("--overwrite", action="store_true", help="recompute stored predictions")
     _add_common_data(p)

@@ -10,6 +10,8 @@ skipped elsewhere.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -237,9 +239,24 @@ def test_rpl_step_under_bf16_autocast_keeps_losses_and_state_float32(tmp_path, c
 
 
 @pytest.mark.parametrize("device", TRAIN)
-def test_bf16_checkpoint_is_float32_and_resume_is_exact(tmp_path, coco_pairs, device):
-    from oodbench.methods.rpl.train import train_rpl
+def test_bf16_checkpoint_is_float32_and_resume_restores_it(tmp_path, coco_pairs, monkeypatch, device):
+    """A run stopped and resumed under bf16 autocast: the checkpoint holds float32 weights and
+    optimizer state, resuming restores exactly what was saved, and the resumed run ends where the
+    uninterrupted one does (bit for bit on CPU; CUDA kernels such as the bilinear upsampling's
+    backward add in a non-deterministic order, so there the logged losses must agree closely)."""
+    from oodbench.methods.rpl.train import RPLTrainer, train_rpl
+    from oodbench.training.distributed import unwrap
     from oodbench.training.logs import read_csv_log
+
+    loaded = []
+    real_load = RPLTrainer.load_payload
+
+    def recording_load(self, payload):
+        saved = copy.deepcopy(payload)  # the optimizer keeps (and steps) the loaded 'step' tensors
+        real_load(self, payload)
+        loaded.append((saved, copy.deepcopy(unwrap(self.model).state_dict()), copy.deepcopy(self.optimizer.state_dict())))
+
+    monkeypatch.setattr(RPLTrainer, "load_payload", recording_load)
 
     def run(out, **kw):
         return train_rpl(_rpl_cfg(out, device, True, max_iters=4, **kw), model=_rpl_net(), city=_City(),
@@ -248,16 +265,27 @@ def test_bf16_checkpoint_is_float32_and_resume_is_exact(tmp_path, coco_pairs, de
     run(tmp_path / "full")
     assert run(tmp_path / "res", stop_after=3).stopped_early
     assert run(tmp_path / "res").resumed_from == 2
-    full = torch.load(tmp_path / "full" / "last.pth", weights_only=True)
-    res = torch.load(tmp_path / "res" / "last.pth", weights_only=True)
-    floats = [v for v in full["model"].values() if v.is_floating_point()]
-    floats += [v for s in full["optimizer"]["state"].values() for k, v in s.items() if torch.is_tensor(v) and k != "step"]
-    assert floats and all(v.dtype == torch.float32 for v in floats)
-    for k, v in full["model"].items():
-        assert torch.equal(v, res["model"][k]), k
+    (payload, model_state, optim_state), = loaded
+    assert payload["iteration"] == 2
+    saved = [v for v in payload["model"].values() if v.is_floating_point()]
+    saved += [v for s in payload["optimizer"]["state"].values() for k, v in s.items() if torch.is_tensor(v) and k != "step"]
+    assert saved and all(v.dtype == torch.float32 for v in saved)
+    for k, v in payload["model"].items():
+        assert torch.equal(model_state[k], v.to(model_state[k].device)), k
+    for i, s in payload["optimizer"]["state"].items():
+        for k, v in s.items():
+            assert torch.equal(optim_state["state"][i][k].cpu(), v.cpu()), (i, k)
     cols = ("iteration", "ce", "reg", "energy", "corocl", "total")
     rows = [[tuple(r[c] for c in cols) for r in read_csv_log(tmp_path / name / "train.csv")] for name in ("full", "res")]
-    assert rows[0] == rows[1] and len(rows[0]) == 4
+    assert len(rows[0]) == len(rows[1]) == 4
+    if device == "cpu":
+        assert rows[0] == rows[1]
+        full = torch.load(tmp_path / "full" / "last.pth", weights_only=True)["model"]
+        res = torch.load(tmp_path / "res" / "last.pth", weights_only=True)["model"]
+        assert all(torch.equal(v, res[k]) for k, v in full.items())
+    else:
+        for a, b in zip(*rows):
+            assert a[0] == b[0] and abs(float(a[-1]) - float(b[-1])) <= 1e-3 * abs(float(a[-1])), (a, b)
 
 
 def test_cpu_autocast_is_opt_in():

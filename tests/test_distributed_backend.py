@@ -98,7 +98,8 @@ def test_one_rank_group_trains_like_one_plain_process(tmp_path, coco_pairs, one_
     assert any(isinstance(m, bn) for m in trainer.model.branch1.residual_block.modules())
     assert isinstance(trainer.ddp, torch.nn.parallel.DistributedDataParallel)
     assert len(plain) == len(grouped) == 3 and any(r["corocl_active"] == "1" for r in plain)
-    for a, b in zip(plain, grouped):
-        for key in ("ce", "reg", "energy", "corocl"):
+    for a, b in zip(plain, grouped):  # global BN sums in another order (and CUDA adds atomically)
+        scale = abs(float(a["total"]))
+        for key in ("ce", "reg", "energy", "corocl", "total"):
             x, y = float(a[key]), float(b[key])
-            assert abs(x - y) <= 1e-4 * max(abs(x), 1e-3), (a["iteration"], key, x, y)
+            assert abs(x - y) <= 1e-4 * scale, (a["iteration"], key, x, y)

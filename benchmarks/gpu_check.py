@@ -30,14 +30,15 @@ rewritten in ``--out`` (default ``$OUT``), with the partial result of a step tha
 stopped, and ``gpu_check.log`` holds all output. Exit status 0 only when every step passed.
 Usage (``benchmarks/gpu_check.sh`` forwards its arguments here)::
 
-    benchmarks/gpu_check.sh --commit <sha>                  # on the GPU machine, results to $OUT
-    benchmarks/gpu_check.sh --device cpu --quick --out /tmp/gc  # the CI / laptop rehearsal
-    benchmarks/gpu_check.sh --steps infer,run               # a rerun of some steps
+    bash benchmarks/gpu_check.sh --commit <sha>                    # on the GPU machine, results to $OUT
+    bash benchmarks/gpu_check.sh --device cpu --quick --out /tmp/gc  # the CI / laptop rehearsal
+    bash benchmarks/gpu_check.sh --steps infer,run --budget 200    # a rerun of some steps
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -70,7 +71,8 @@ if torch.cuda.is_available():
     d.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), capability=f"{p.major}.{p.minor}",
              multiprocessors=p.multi_processor_count, gpu_count=torch.cuda.device_count())
     try:
-        d["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+        v = torch.cuda.nccl.version()
+        d["nccl"] = ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
     except Exception as exc:  # reported, not fatal: the group step says whether NCCL works
         d["nccl"] = f"unavailable ({exc})"
 import oodbench
@@ -97,12 +99,15 @@ def plan(args: argparse.Namespace, work: Path) -> list[Step]:
     py, dev, q = sys.executable, args.device, args.quick
     data = work / "data"
     gpu = dev.startswith("cuda")
+    # a hung test (an NCCL rendezvous, say) must not eat the step: per-test limit where the plugin exists
+    per_test = ["--timeout", "120"] if importlib.util.find_spec("pytest_timeout") else []
     steps = [
         Step("env", "GPU, driver, torch/CUDA/cuDNN/NCCL versions", 60, [py, "-c", ENV_PROBE, str(work / "env.json")],
              work / "env.json"),
         Step("tests", "pytest -m cuda", 180 if not q else 150,
              [py, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rfEs", "--junitxml",
-              str(work / "junit.xml"), "-c", str(REPO / "pyproject.toml"), "--rootdir", str(REPO), str(REPO / "tests")]),
+              str(work / "junit.xml"), *per_test, "-c", str(REPO / "pyproject.toml"), "--rootdir", str(REPO),
+              str(REPO / "tests")]),
         Step("data", "synthetic data root", 120, [py, BENCH / "bench_rpl_train.py", "--prepare-data", str(data)]),
     ]
     if q:

@@ -103,3 +103,35 @@ def test_cpu_quick_rehearsal_passes_and_prints_the_table(tmp_path):
     assert "| step | what | status | s | numbers |" in proc.stdout and "| rpl_train |" in proc.stdout
     assert (out / "gpu_check.md").read_text().strip() in proc.stdout
     assert report["wall_s"] < 300
+
+
+@pytest.mark.parametrize("device,quick", [("cuda", False), ("cpu", True)])
+def test_every_planned_command_line_parses(tmp_path, script, monkeypatch, device, quick):
+    """The full-size commands never run here: at least their flags must be what the scripts accept."""
+    import argparse
+
+    gc = script("benchmarks/gpu_check.py")
+    steps = gc.plan(argparse.Namespace(device=device, quick=quick), tmp_path)
+    assert [s.name for s in steps] == list(gc.STEP_ORDER[1:])
+
+    class Parsed(Exception):
+        pass
+
+    real = argparse.ArgumentParser.parse_args
+
+    def parse_only(self, args=None, namespace=None):
+        raise Parsed(real(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
+    checked = 0
+    for step in steps:
+        if not step.argv[1].endswith(".py"):
+            continue
+        mod = script(str(Path(step.argv[1]).relative_to(ROOT)))
+        with pytest.raises(Parsed) as got:
+            mod.main(step.argv[2:])
+        ns = got.value.args[0]
+        if "--device" in step.argv:
+            assert ns.device == device, step.name
+        checked += 1
+    assert checked == 6

@@ -288,6 +288,35 @@ def test_bf16_checkpoint_is_float32_and_resume_restores_it(tmp_path, coco_pairs,
             assert a[0] == b[0] and abs(float(a[-1]) - float(b[-1])) <= 1e-3 * abs(float(a[-1])), (a, b)
 
 
+@pytest.mark.parametrize("device", TRAIN)
+def test_closed_set_trainer_under_bf16_autocast(tmp_path, monkeypatch, device):
+    """``train-segmenter --amp-cpu`` on CPU (plain ``--amp`` on CUDA): the forward runs in bf16, the
+    cross-entropy in float32, and the mIoU validation under autocast gives a finite number."""
+    import torch.nn.functional as F
+
+    import oodbench.training.segmenter as S
+
+    seen = []
+    real_ce = F.cross_entropy
+
+    def recording_ce(logits, *a, **k):
+        seen.append(logits.dtype)
+        return real_ce(logits, *a, **k)
+
+    monkeypatch.setattr(S.F, "cross_entropy", recording_ce)
+    torch.manual_seed(0)
+    model = segmenters.build("deeplabv3plus_small", num_classes=19)
+    convs = _record_conv_dtypes(model)
+    cfg = S.SegmenterTrainConfig(out_dir=str(tmp_path), model="deeplabv3plus_small", crop_size=(32, 32), batch_size=2,
+                                 max_iters=2, ckpt_every=2, num_workers=0, progress=False, seed=4, device=device,
+                                 amp=True, amp_cpu=True)
+    result = S.train_segmenter(cfg, train_data=_City(), val_data=_City(), model=model)
+    assert result.iteration == 2 and np.isfinite(result.last_val["miou"])
+    assert set(convs) == {torch.bfloat16} and seen and set(seen) == {torch.float32}
+    ckpt = torch.load(tmp_path / "last.pth", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in ckpt["model_state"].values() if v.is_floating_point())
+
+
 def test_cpu_autocast_is_opt_in():
     """``--amp`` (on by default) means bf16 on CUDA; CPU training stays fp32 unless ``--amp-cpu``."""
     from oodbench.training.device import amp_dtype, autocast

@@ -11,7 +11,9 @@ a small synthetic data root (the crop size, not the source size, sets the step's
 * ``peak``: ``torch.cuda.max_memory_allocated`` on CUDA, the process' peak RSS on CPU.
 
 Data loading is excluded (it runs in DataLoader workers, overlapped with the step). The reference
-code trains in fp32; oodbench uses bf16 autocast on CUDA by default (``--amp``). Usage::
+code trains in fp32; oodbench uses bf16 autocast on CUDA by default (``--amp``). On CPU the bf16
+row uses the trainer's opt-in CPU autocast (``--amp-cpu``): it checks the path, but is no speed
+claim for CPUs without bf16 units. Usage::
 
     python benchmarks/bench_rpl_train.py --device cuda                 # WRN38, 700x700, batch 8
     python benchmarks/bench_rpl_train.py --device cpu --segmenter deeplabv3plus_small \\
@@ -25,7 +27,6 @@ import argparse
 import json
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ def bench_one(data: Path, segmenter: str, device: str, amp: bool, crop: int, bat
     from oodbench.methods.rpl.train import RPLTrainConfig, RPLTrainer
 
     cfg = RPLTrainConfig(out_dir=str(work), data_root=str(data), segmenter=segmenter, crop_size=(crop, crop),
-                         batch_size=batch, device=device, amp=amp, num_workers=0, progress=False,
+                         batch_size=batch, device=device, amp=amp, amp_cpu=amp, num_workers=0, progress=False,
                          val_splits="none", epochs=1, seed=0)
     net = RPLNet(segmenters.build(segmenter), projector=True)
     trainer = RPLTrainer(cfg, model=net)
@@ -94,7 +95,7 @@ def bench_one(data: Path, segmenter: str, device: str, amp: bool, crop: int, bat
         times.append(time.perf_counter() - t0)
         corocl_steps += int(out["corocl_active"])
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else _peak_rss_mib()
-    return {"segmenter": segmenter, "device": str(dev), "precision": "bf16 autocast" if amp and cuda else "fp32",
+    return {"segmenter": segmenter, "device": str(dev), "precision": "bf16 autocast" if amp else "fp32",
             "crop": crop, "batch": batch, "iters": iters, "s_per_iter": statistics.median(times),
             "s_per_iter_min": min(times), "peak_mib": peak, "peak_kind": "cuda allocated" if cuda else "process RSS",
             "corocl_steps": corocl_steps}
@@ -109,15 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--precisions", default=None,
-                   help="comma list of fp32,bf16 (default: both on CUDA, fp32 on CPU where autocast is off)")
-    p.add_argument("--data-root", default=None, help="reuse a data root made by an earlier run")
+                   help="comma list of fp32,bf16 (default: both on CUDA, fp32 on CPU; bf16 on CPU uses --amp-cpu)")
+    p.add_argument("--data-root", default=None, help="reuse a data root made by an earlier run (or --prepare-data)")
+    p.add_argument("--prepare-data", default=None, metavar="DIR", help="only write the synthetic data root to DIR")
     p.add_argument("--json", default=None, help="also write the numbers here")
     args = p.parse_args(argv)
+    if args.prepare_data:
+        prepare_data(Path(args.prepare_data))
+        print(f"data root: {args.prepare_data}")
+        return 0
     cuda = args.device.startswith("cuda")
     precisions = (args.precisions or ("fp32,bf16" if cuda else "fp32")).split(",")
-    if not cuda and "bf16" in precisions:
-        print("note: bf16 autocast is CUDA-only in oodbench's trainer; on CPU both rows would be fp32", file=sys.stderr)
-        precisions = ["fp32"]
+    if not set(precisions) <= {"fp32", "bf16"}:
+        p.error(f"--precisions: {args.precisions!r} is not a comma list of fp32,bf16")
     torch.backends.cudnn.benchmark = cuda
     with tempfile.TemporaryDirectory(prefix="bench-rpl-") as tmp:
         data = Path(args.data_root) if args.data_root else prepare_data(Path(tmp) / "data")

@@ -1,7 +1,7 @@
 """Evaluation throughput at 1024x2048: ``oodbench run`` end to end vs the model forward alone.
 
 Generates a larger variant of the synthetic benchmark (frames of 1024x2048, the Fishyscapes /
-Cityscapes size), then measures in one process:
+Cityscapes size; ``--size`` for toy runs), then measures in one process:
 
 * ``forward``: the segmenter's forward pass on a resident batch (no data loading, no storing);
 * ``run``: :func:`oodbench.runner.run_method` on ``fishyscapes-laf-val`` -- decode, normalise,
@@ -12,6 +12,8 @@ The ratio run/forward says how well loading, storing and metric accumulation ove
 
     python benchmarks/bench_run.py --frames 8 --device cpu
     python benchmarks/bench_run.py --frames 32 --device cuda --amp bf16 --batch-size 4
+
+``--amp bf16`` also applies on CPU (PyTorch's CPU autocast); ``fp16`` is CUDA-only.
 """
 from __future__ import annotations
 
@@ -25,11 +27,12 @@ from pathlib import Path
 import torch
 
 
-def make_large_variant(small: Path, root: Path, frames: int) -> None:
-    """FS L&F frames of the synthetic benchmark upscaled to 1024x2048 (images bilinear, labels
+def make_large_variant(small: Path, root: Path, frames: int, size: tuple[int, int] = (1024, 2048)) -> None:
+    """FS L&F frames of the synthetic benchmark upscaled to ``size`` (images bilinear, labels
     nearest), in the preprocessed ``fishyscapes/LostAndFound/{original,labels}`` layout, with a
     synthetic manifest giving the frame count. (Painting 2-megapixel scenes from scratch for every
-    split would take minutes; upscaling keeps the content and the cost of a real frame.)"""
+    split would take minutes; upscaling keeps the content and the cost of a real frame.) An
+    existing synthetic root at ``small`` is reused as it is."""
     import numpy as np
     from PIL import Image
 
@@ -37,32 +40,36 @@ def make_large_variant(small: Path, root: Path, frames: int) -> None:
     from oodbench.datasets import get_split
     from oodbench.datasets.synth import generate
 
-    generate(small, seed=0)
+    if not (small / "oodbench_manifest.json").is_file():
+        generate(small, seed=0)
     split = get_split("fishyscapes-laf-val", small)
+    h, w = size
     ids = split.frame_ids()
     (root / "fishyscapes" / "LostAndFound" / "original").mkdir(parents=True)
     (root / "fishyscapes" / "LostAndFound" / "labels").mkdir(parents=True)
     for i in range(frames):
         frame = split.load(ids[i % len(ids)])
         name = f"{i:04d}_{frame.frame_id}"
-        Image.fromarray(frame.image).resize((2048, 1024), Image.BILINEAR).save(
+        Image.fromarray(frame.image).resize((w, h), Image.BILINEAR).save(
             root / "fishyscapes" / "LostAndFound" / "original" / f"{name}.png", compress_level=1)
-        Image.fromarray(frame.label).resize((2048, 1024), Image.NEAREST).save(
+        Image.fromarray(frame.label).resize((w, h), Image.NEAREST).save(
             root / "fishyscapes" / "LostAndFound" / "labels" / f"{name}.png", compress_level=1)
     atomic_write_json(root / "oodbench_manifest.json", {
         "synthetic": True, "generator": "benchmarks/bench_run.py (upscaled synthetic FS L&F)",
         "counts": {"fishyscapes-laf-val": frames}})
-    assert np.asarray(Image.open(next((root / "fishyscapes" / "LostAndFound" / "labels").iterdir()))).shape == (1024, 2048)
+    assert np.asarray(Image.open(next((root / "fishyscapes" / "LostAndFound" / "labels").iterdir()))).shape == (h, w)
 
 
-def forward_fps(segmenter: str, device: str, batch: int, iters: int, amp: str | None) -> float:
+def forward_fps(segmenter: str, device: str, batch: int, iters: int, amp: str | None,
+                size: tuple[int, int] = (1024, 2048)) -> float:
     from oodbench import segmenters
 
     model = segmenters.build(segmenter).eval().to(device)
-    x = torch.randn(batch, 3, 1024, 2048, device=device)
+    x = torch.randn(batch, 3, *size, device=device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
+    # the runner's rule: bf16 on CUDA or CPU, fp16 on CUDA only
     ctx = torch.autocast(device_type=torch.device(device).type, dtype=dtype or torch.bfloat16,
-                         enabled=dtype is not None and device.startswith("cuda"))
+                         enabled=dtype is not None and (device.startswith("cuda") or dtype == torch.bfloat16))
     with torch.inference_mode(), ctx:
         model(x)  # warm-up
         if device.startswith("cuda"):
@@ -96,7 +103,7 @@ def run_fps(root: Path, segmenter: str, device: str, batch: int, workers: int, a
     return {"frames": n, "seconds": round(total, 2), "fps": n / total}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--segmenter", default="deeplabv3plus_small")
@@ -104,30 +111,37 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--num-workers", type=int, default=2)
     ap.add_argument("--amp", choices=["bf16", "fp16"], default=None)
-    ap.add_argument("--data", default=None, help="reuse a generated 1024x2048 synthetic root")
-    args = ap.parse_args()
+    ap.add_argument("--data", default=None, help="reuse a generated large synthetic root (made by this script)")
+    ap.add_argument("--small-root", default=None, help="upscale the frames of this synthetic root (default: generate one)")
+    ap.add_argument("--size", type=int, nargs=2, default=(1024, 2048), metavar=("H", "W"), help="frame size")
+    ap.add_argument("--json", default=None, help="also write the report here")
+    args = ap.parse_args(argv)
+    size = tuple(args.size)
 
     work = Path(tempfile.mkdtemp(prefix="oodbench-bench-run-"))
     try:
         root = Path(args.data) if args.data else work / "data"
         t0 = time.perf_counter()
         if not args.data:
-            make_large_variant(work / "small", root, args.frames)
+            make_large_variant(Path(args.small_root) if args.small_root else work / "small", root, args.frames, size)
         gen_s = time.perf_counter() - t0
         fwd = forward_fps(args.segmenter, args.device, args.batch_size, max(2, args.frames // args.batch_size),
-                          args.amp)
+                          args.amp, size)
         run = run_fps(root, args.segmenter, args.device, args.batch_size, args.num_workers, args.amp, work)
         report = {
             "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
             "threads": torch.get_num_threads(), "segmenter": args.segmenter, "batch_size": args.batch_size,
-            "num_workers": args.num_workers, "amp": args.amp, "resolution": "1024x2048",
+            "num_workers": args.num_workers, "amp": args.amp, "resolution": f"{size[0]}x{size[1]}",
             "generate_s": round(gen_s, 1), "forward_fps": round(fwd, 3), "run": run,
             "run_over_forward": round(run["fps"] / fwd, 3),
         }
         print(json.dumps(report, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

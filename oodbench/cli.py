@@ -315,7 +315,7 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
+    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast: bf16 on CUDA or CPU, fp16 on CUDA only (ignored on CPU)")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
     _add_fpr_rule(p)
     p.add_argument("--allow-untrained", action="store_true",

@@ -37,7 +37,7 @@ class RunConfig:
     batch_size: int = 1
     num_workers: int = 0
     overwrite: bool = False
-    amp: str | None = None  # "bf16" | "fp16" | None (CUDA only)
+    amp: str | None = None  # "bf16" (CUDA or CPU) | "fp16" (CUDA only; ignored on CPU) | None
     progress: bool = True
     protocol: str | None = None
     #: FPR95 rule (``oodbench.metrics.FPR_RULES``); None = the protocol's own
@@ -202,7 +202,7 @@ def predict_split(
     def flush(fids: list[str], images: list[torch.Tensor]) -> None:
         x = normalise(torch.stack(images))
         with torch.inference_mode(), torch.autocast(
-            device_type=device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None and device.type == "cuda"
+            device_type=device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None and (device.type == "cuda" or amp_dtype == torch.bfloat16)
         ):
             anomaly, logits = method.predict(x)
         sem = logits.argmax(dim=1).to(torch.uint8) if want_semantic else None

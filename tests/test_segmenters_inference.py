@@ -136,6 +136,7 @@ def test_argument_errors_and_to_device():
     assert to_device(x, "cpu") is x
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the AMP path is CUDA-only)")
 def test_cuda_amp_bf16_close_to_fp32():  # pragma: no cover - runs on GPU machines
     torch.manual_seed(0)

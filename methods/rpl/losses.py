@@ -212,7 +212,7 @@ def corocl_loss(city_proj: torch.Tensor, city_gt: torch.Tensor, ood_proj: torch.
     ]
     n = min([max_views] + sampler.sizes(pools))
     if n <= 0:
-        return (city_proj.sum() + ood_proj.sum()) * 0.0
+        return (city_proj.sum() + ood_proj.sum()).float() * 0.0  # float32 like the loss, also under autocast
     a_ood, a_in, c_ood, c_in = (sampler.take(n, i, p, generator) for i, p in enumerate(pools))
     anchors = torch.cat([a_ood, a_in])
     ones = torch.ones(n, dtype=torch.int64, device=anchors.device)

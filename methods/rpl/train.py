@@ -211,7 +211,7 @@ class RPLTrainer(Trainer):
         use_corocl = cfg.corocl_weight > 0 and n_ood_images >= cfg.corocl_min_images
         x = torch.cat([city_img, coco_img]) if use_corocl else city_img
         self.ddp.train()
-        with autocast(self.device, cfg.amp):
+        with autocast(self.device, cfg.amp, cpu=cfg.amp_cpu):
             out1, out2, proj = self.ddp(maybe_channels_last(x, self.device))
         parts = rpl_loss_parts(out1[:b], out2[:b], city_gt)
         counts = global_sum(torch.stack([parts["n_in"], parts["n_ood"]]).double(), ctx)

@@ -63,7 +63,8 @@ class EngineConfig:
         "resume even if the configuration differs from the checkpoint's: continue with the checkpoint's "
         "values and list the flags ignored"))
     device: str = field(default="auto", metadata=_rt("'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1'"))
-    amp: bool = field(default=True, metadata=_h("bf16 autocast on CUDA (ignored on CPU)"))
+    amp: bool = field(default=True, metadata=_h("bf16 autocast on CUDA (on CPU only with --amp-cpu)"))
+    amp_cpu: bool = field(default=False, metadata=_h("with --amp, also bf16 autocast on CPU (checks the mixed-precision path without a GPU; slower than fp32 on CPUs without bf16 units)"))
     num_workers: int = field(default=4, metadata=_rt("DataLoader worker processes per rank"))
     progress: bool = field(default=True, metadata=_rt("tqdm progress bar on rank 0"))
     deterministic: bool = field(default=False, metadata=_rt("deterministic kernels (slower on CUDA)"))

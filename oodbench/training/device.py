@@ -1,7 +1,10 @@
 """Device-dependent switches, each guarded by device type so the same code runs on CPU.
 
-* :func:`autocast`: bf16 autocast on CUDA when enabled; a no-op context on CPU (the reference
-  trains in fp32 everywhere; bf16 keeps fp32's exponent range, so no loss scaling is needed).
+* :func:`autocast`: bf16 autocast on CUDA when enabled; on CPU only when asked for with
+  ``cpu=True`` (``--amp-cpu``), otherwise a no-op context. The reference trains in fp32
+  everywhere; bf16 keeps fp32's exponent range, so no loss scaling is needed. CPU bf16 stays
+  opt-in because it is slower than fp32 on CPUs without bf16 units; its purpose is to run the
+  mixed-precision path (dtype flow into losses, metrics and checkpoints) where no GPU is lent.
 * :func:`loader_kwargs`: ``pin_memory`` only on CUDA, ``persistent_workers`` only with workers.
 * :func:`maybe_channels_last`: the channels-last memory format only on CUDA.
 """
@@ -15,17 +18,21 @@ import torch
 __all__ = ["autocast", "loader_kwargs", "maybe_channels_last", "amp_dtype"]
 
 
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """``torch.bfloat16`` when AMP applies (CUDA and enabled), else ``None`` (fp32)."""
-    return torch.bfloat16 if enabled and device.type == "cuda" else None
+def amp_dtype(device: torch.device, enabled: bool, cpu: bool = False) -> torch.dtype | None:
+    """``torch.bfloat16`` when AMP applies (enabled, and CUDA -- or CPU with ``cpu``), else ``None`` (fp32)."""
+    if not enabled:
+        return None
+    if device.type == "cuda" or (cpu and device.type == "cpu"):
+        return torch.bfloat16
+    return None
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``enabled``; otherwise a null context."""
-    dtype = amp_dtype(device, enabled)
+def autocast(device: torch.device, enabled: bool, cpu: bool = False) -> contextlib.AbstractContextManager:
+    """bf16 autocast where :func:`amp_dtype` says AMP applies; otherwise a null context."""
+    dtype = amp_dtype(device, enabled, cpu)
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def loader_kwargs(device: torch.device, num_workers: int) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 * :func:`init_distributed` reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by ``torchrun``) and
   initialises NCCL on CUDA or gloo on CPU. ``WORLD_SIZE=1`` (or unset) means one process and no
   process group at all -- the reference entered DDP mode whenever ``WORLD_SIZE`` was set
-  (rpl-official.md §12.16).
+  (rpl-official.md §12.16) -- unless ``always_group=True`` asks for a one-rank group anyway, so
+  that one GPU runs the distributed code path (NCCL collectives, SyncBatchNorm, DDP), as
+  ``benchmarks/gpu_check.sh`` does.
 * :func:`global_sum` reduces plain numbers/tensors (no gradient), e.g. pixel counts for global
   masked means and the CoroCL gate, so every rank takes the same decision.
 * :func:`all_reduce_with_grad` and :func:`gather_rows` are autograd-aware: their backward passes
@@ -27,6 +29,7 @@ import torch.distributed as dist
 
 __all__ = [
     "DistContext",
+    "backend_for",
     "init_distributed",
     "cleanup_distributed",
     "resolve_device",
@@ -60,7 +63,8 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Several ranks, or one rank that was given a process group (``always_group``)."""
+        return self.world_size > 1 or self.group is not None
 
     @property
     def is_main(self) -> bool:
@@ -92,21 +96,36 @@ def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> to
     return dev
 
 
-def init_distributed(device: str | torch.device | None = "auto", timeout_s: float = 1800.0) -> DistContext:
-    """Build the :class:`DistContext` from torchrun's variables; init the process group if needed."""
+def backend_for(device: torch.device) -> str:
+    """The process-group backend for a device: NCCL on CUDA, gloo otherwise."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_distributed(device: str | torch.device | None = "auto", timeout_s: float = 1800.0,
+                     always_group: bool = False) -> DistContext:
+    """Build the :class:`DistContext` from torchrun's variables; init the process group if needed.
+
+    Args:
+        always_group: also initialise a process group when there is one process (module doc);
+            without torchrun's rendezvous variables it uses an in-process store.
+    """
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world}")
     dev = resolve_device(device, local_rank)
-    if world == 1:
+    if world == 1 and not always_group:
         return DistContext(0, 1, 0, dev, None, None)
-    backend = "nccl" if dev.type == "cuda" else "gloo"
+    backend = backend_for(dev)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+        timeout = timedelta(seconds=timeout_s)
+        if world == 1 and "MASTER_ADDR" not in os.environ:
+            dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
+        else:
+            dist.init_process_group(backend=backend, timeout=timeout)
     group = dist.new_group(backend=backend)
     return DistContext(rank, world, local_rank, dev, backend, group)
 

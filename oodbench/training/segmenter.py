@@ -166,7 +166,7 @@ class SegmenterTrainer(Trainer):
         images, labels = (t.to(self.device, non_blocking=True) for t in batch)
         images = maybe_channels_last(images, self.device)
         self.ddp.train()
-        with autocast(self.device, self.cfg.amp):
+        with autocast(self.device, self.cfg.amp, cpu=self.cfg.amp_cpu):
             logits = self.ddp(images)
         loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_LABEL, reduction="sum")
         share, count = global_mean_parts(loss_sum, (labels != IGNORE_LABEL).sum(), self.ctx)
@@ -189,7 +189,7 @@ class SegmenterTrainer(Trainer):
         for i in range(self.ctx.rank, len(self._val_data), self.ctx.world_size):
             image, label = self._val_data[i]
             x = maybe_channels_last(normalize(image)[None].to(self.device), self.device)
-            with autocast(self.device, self.cfg.amp):
+            with autocast(self.device, self.cfg.amp, cpu=self.cfg.amp_cpu):
                 logits = model(x)
             acc.update(logits.argmax(1)[0].cpu().numpy(), label, frame_id=i)
         acc.matrix = global_sum(torch.from_numpy(acc.matrix), self.ctx).cpu().numpy()

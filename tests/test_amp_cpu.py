@@ -82,7 +82,7 @@ def test_run_under_autocast_stores_and_evaluates_float32(synth_root, tmp_path, m
     for mode in ("fp32", amp):
         method = _energy()
         convs[mode] = _record_conv_dtypes(method.model)
-        cfg = RunConfig(out=tmp_path / mode / "out", results_dir=tmp_path / mode / "res", device=device,
+        cfg = RunConfig(out=tmp_path / mode / "out", results_dir=tmp_path / mode / "res", device=device, allow_untrained=True,
                         batch_size=4, amp=None if mode == "fp32" else amp, progress=False)
         results[mode] = run_method("energy", [split], cfg, method=method)[0].metrics
     assert set(convs["fp32"]) == {torch.float32}

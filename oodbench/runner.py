@@ -20,6 +20,7 @@ import torch
 from .evaluate import evaluate_split
 from .results import Result, save_result
 from .segmenters.base import IMAGENET_MEAN, IMAGENET_STD
+from .segmenters.inference import autocast
 from .store import PredictionStore, config_digest
 
 __all__ = ["RunConfig", "predict_split", "run_method", "IMAGENET_MEAN", "IMAGENET_STD", "StaleRunError"]
@@ -187,7 +188,6 @@ def predict_split(
         prefetch_factor=4 if cfg.num_workers > 0 else None,
         persistent_workers=False,
     )
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp or "")
     writes: list[Future] = []
     pool = ThreadPoolExecutor(max_workers=2)
 
@@ -201,9 +201,7 @@ def predict_split(
 
     def flush(fids: list[str], images: list[torch.Tensor]) -> None:
         x = normalise(torch.stack(images))
-        with torch.inference_mode(), torch.autocast(
-            device_type=device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None and (device.type == "cuda" or amp_dtype == torch.bfloat16)
-        ):
+        with torch.inference_mode(), autocast(device, cfg.amp):
             anomaly, logits = method.predict(x)
         sem = logits.argmax(dim=1).to(torch.uint8) if want_semantic else None
         # one host sync per batch

@@ -37,17 +37,22 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.
 
 
 def autocast(device: torch.device | str, amp: str | torch.dtype | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for CUDA with ``amp`` in {"bf16", "fp16"} (or a dtype); a no-op otherwise."""
+    """The one autocast rule of inference (``oodbench run`` and :func:`predict_full` use it).
+
+    ``amp`` in {"bf16", "fp16"} (or the dtype): bf16 autocast on CUDA and on CPU (PyTorch's CPU
+    autocast supports bfloat16, which lets CI exercise the mixed-precision path); fp16 only on CUDA
+    (CPU autocast has no float16 matmuls worth using; a warning says it is ignored). ``None``: no-op.
+    """
     if amp is None:
         return contextlib.nullcontext()
     dtype = AMP_DTYPES.get(amp) if isinstance(amp, str) else amp
     if dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
     device = torch.device(device)
-    if device.type != "cuda":
-        warnings.warn(f"amp={amp!r} ignored on {device.type}: inference runs in float32", RuntimeWarning, stacklevel=3)
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    if device.type == "cuda" or (device.type == "cpu" and dtype == torch.bfloat16):
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    warnings.warn(f"amp={amp!r} ignored on {device.type}: inference runs in float32", RuntimeWarning, stacklevel=3)
+    return contextlib.nullcontext()
 
 
 def prepare_model(model: nn.Module, device: torch.device | str | None = None, channels_last: bool = False) -> nn.Module:

@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 
 
-def make_large_variant(small: Path, root: Path, frames: int) -> None:
-    """FS L&F frames of the synthetic benchmark upscaled to 1024x2048 (images bilinear, labels
+def make_large_variant(small: Path, root: Path, frames: int, size: tuple[int, int] = (1024, 2048)) -> None:
+    """FS L&F frames of the synthetic benchmark upscaled to ``size`` = 1024x2048 (images bilinear, labels
     nearest), in the preprocessed ``fishyscapes/LostAndFound/{original,labels}`` layout, with a
     synthetic manifest giving the frame count. (Painting 2-megapixel scenes from scratch for every
-    split would take minutes; upscaling keeps the content and the cost of a real frame.)"""
+    split would take minutes; upscaling keeps the content and the cost of a real frame.) ``small`` is
+    generated unless it already holds a synthetic benchmark."""
     import numpy as np
     from PIL import Image
 
@@ -37,7 +38,8 @@ def make_large_variant(small: Path, root: Path, frames: int) -> None:
     from oodbench.datasets import get_split
     from oodbench.datasets.synth import generate
 
-    generate(small, seed=0)
+    if not (small / "oodbench_manifest.json").is_file():
+        generate(small, seed=0)
     split = get_split("fishyscapes-laf-val", small)
     ids = split.frame_ids()
     (root / "fishyscapes" / "LostAndFound" / "original").mkdir(parents=True)
@@ -45,14 +47,14 @@ def make_large_variant(small: Path, root: Path, frames: int) -> None:
     for i in range(frames):
         frame = split.load(ids[i % len(ids)])
         name = f"{i:04d}_{frame.frame_id}"
-        Image.fromarray(frame.image).resize((2048, 1024), Image.BILINEAR).save(
+        Image.fromarray(frame.image).resize(size[::-1], Image.BILINEAR).save(
             root / "fishyscapes" / "LostAndFound" / "original" / f"{name}.png", compress_level=1)
-        Image.fromarray(frame.label).resize((2048, 1024), Image.NEAREST).save(
+        Image.fromarray(frame.label).resize(size[::-1], Image.NEAREST).save(
             root / "fishyscapes" / "LostAndFound" / "labels" / f"{name}.png", compress_level=1)
     atomic_write_json(root / "oodbench_manifest.json", {
         "synthetic": True, "generator": "benchmarks/bench_run.py (upscaled synthetic FS L&F)",
         "counts": {"fishyscapes-laf-val": frames}})
-    assert np.asarray(Image.open(next((root / "fishyscapes" / "LostAndFound" / "labels").iterdir()))).shape == (1024, 2048)
+    assert np.asarray(Image.open(next((root / "fishyscapes" / "LostAndFound" / "labels").iterdir()))).shape == size
 
 
 def forward_fps(segmenter: str, device: str, batch: int, iters: int, amp: str | None) -> float:

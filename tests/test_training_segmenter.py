@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import pytest
@@ -162,17 +161,14 @@ def test_missing_data_root_is_a_clear_error(tmp_path):
 def test_synthetic_closed_set_model_reaches_stated_miou(synth_root, tmp_path):
     """The synthetic benchmark's closed-set model: deeplabv3plus_small, 128x256, AdamW 2e-3, 30 epochs
     (540 iterations, batch 8). Measured on the shared 2-core dev machine, 1 thread: val mIoU 0.754
-    (mean over the 12 classes the synthetic world contains) in 144 CPU s (167 s wall, 0.3 s/iteration)."""
-    t0 = time.process_time()
+    (mean over the 12 classes the synthetic world contains) in 144 CPU s (167 s wall, 0.3 s/iteration).
+    The speed is tests/benchmarks/test_bench_training.py (target <= 600 CPU s), not asserted here."""
     cfg = SegmenterTrainConfig(out_dir=str(tmp_path / "seg"), data_root=str(synth_root), crop_size=(128, 256),
                                batch_size=8, epochs=30, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
                                scale_min=0.75, scale_max=1.5, ckpt_every=270, num_workers=0, progress=False)
     res = train_segmenter(cfg)
-    cpu_s = time.process_time() - t0
-    print(f"synthetic closed-set model: val mIoU {res.last_val['miou']:.4f} after {res.iteration} iterations, "
-          f"{cpu_s:.0f} CPU s")
+    print(f"synthetic closed-set model: val mIoU {res.last_val['miou']:.4f} after {res.iteration} iterations")
     assert res.last_val["miou"] >= 0.70, res.last_val
-    assert cpu_s < 600
 
 
 @pytest.mark.slow

@@ -45,9 +45,9 @@ TARGETS = (
     Target("synth: default benchmark generation (s)", ("synth/generate",), lambda s: s, "<=", 60.0),
     Target("closed-set segmenter, 128x256 batch 8: 540 iterations at the median step (s)", ("training/step",),
            lambda s: 540 * s, "<=", 600.0),
-    Target("oodbench run / forward-only throughput at 1024x2048 (GPU)", ("run/forward per frame", "run/end to end per frame"),
+    Target("oodbench run / forward-only throughput at 1024x2048 (target stated for a GPU)", ("run/forward per frame", "run/end to end per frame"),
            lambda fwd, run: fwd / run, ">=", 0.9),
-    Target("RPL+CoroCL train step, WRN38 700x700 batch 8: bf16 speed-up over fp32 (GPU, x)", ("rpl/fp32", "rpl/bf16"),
+    Target("RPL+CoroCL train step, WRN38 700x700 batch 8: bf16 speed-up over fp32 (x; CUDA only)", ("rpl/fp32", "rpl/bf16"),
            lambda fp32, bf16: fp32 / bf16, ">=", 2.0),
     Target("demo: second run with every stage cached (s)", ("demo/cached rerun",), lambda s: s, "<=", 60.0),
 )

@@ -47,6 +47,7 @@ _PLANE[0], _PLANE[1] = 0, 1
 DEFAULT_MAX_BINS = 16384
 DEFAULT_MANTISSA_BITS = 13
 _DENSE_SPAN = 1 << 21                     # per-frame code spans above this use a sort, not a bincount
+_DENSE_MIN = 1 << 14                      # ... and spans above this *and* above 2 x the pixel count
 
 
 def score_codes(scores: np.ndarray, mantissa_bits: int, where: str) -> np.ndarray:
@@ -138,7 +139,7 @@ def _sparse_hist(codes: np.ndarray, plane: np.ndarray) -> tuple[np.ndarray, np.n
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     cmin = int(codes.min())
     span = int(codes.max()) - cmin + 1
-    if span <= _DENSE_SPAN:
+    if span <= _DENSE_MIN or (span <= _DENSE_SPAN and span <= 2 * codes.size):
         key = plane * span
         key += codes
         key -= cmin

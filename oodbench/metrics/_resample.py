@@ -28,7 +28,14 @@ __all__ = ["resampler", "SmiycPixelResampler", "ComponentResampler", "PerImageRe
 
 
 def resampler(source: Any) -> Any:
-    """The resampler of an accumulator (or a resampler, returned as is)."""
+    """The resampler of an accumulator (or a resampler, returned as is); refuses an empty one."""
+    per_frame = {FrameCollector: "frame_ids", SmiycPixelAccumulator: "thresholds",
+                 SmiycComponentAccumulator: "tp"}
+    for cls, attr in per_frame.items():
+        if isinstance(source, cls) and not getattr(source, attr):
+            raise ValueError(f"bootstrap: the {cls.__name__} holds no frames")
+    if isinstance(source, HendrycksPerImageAccumulator) and not (source.rows or source.skipped_ids):
+        raise ValueError("bootstrap: the HendrycksPerImageAccumulator holds no frames")
     if isinstance(source, FrameCollector):
         return source.binned()
     if isinstance(source, SmiycPixelAccumulator):

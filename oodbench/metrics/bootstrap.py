@@ -204,10 +204,10 @@ def paired_bootstrap(a: Any, b: Any, n: int = 1000, level: float = 0.95, seed: i
     ``delta`` is 0 (a method compared with itself).
     """
     _check(n, level, method)
-    ra, rb = resampler(a), resampler(b)
-    if type(ra) is not type(rb):
+    if type(a) is not type(b):
         raise TypeError(f"paired bootstrap compares like with like, got {type(a).__name__} and "
                         f"{type(b).__name__}")
+    ra, rb = resampler(a), resampler(b)
     rb = _align(ra, rb)
     f = len(ra.frame_ids)
     ones = np.ones((1, f))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from oodbench.metrics import (
-    ExactPixelAccumulator, FrameCollector, HendrycksPerImageAccumulator, SmiycComponentAccumulator,
+    ExactPixelAccumulator, FrameCollector, MetricInputError, HendrycksPerImageAccumulator, SmiycComponentAccumulator,
     SmiycPixelAccumulator, bootstrap_ci, paired_bootstrap,
 )
 from oodbench.metrics._resample import resampler
@@ -83,6 +83,23 @@ def test_collector_binning_error_is_small_on_float32_scores_with_few_bins():
     assert got["num_bins"] <= 2048
     for k in ("auprc", "auroc", "fpr95"):
         assert abs(got[k] - ref[k]) < 1e-3, (k, got[k], ref[k])
+
+
+def test_full_float32_codes_are_exact_on_wide_ranging_scores():
+    # mantissa_bits=23 keeps every float32 value; scores over +-1e3 take the sorted (sparse) path
+    rng = np.random.default_rng(7)
+    frames = []
+    for _ in range(4):
+        lab = rng.choice(np.array([0, 1, 255], np.uint8), size=(30, 40), p=[0.8, 0.15, 0.05])
+        s = rng.standard_normal(lab.shape) * 300 + 200 * (lab == 1)
+        s[0, :3] = [-0.0, 0.0, 1e-30]
+        frames.append((s.astype(np.float32), lab))
+    exact = ExactPixelAccumulator(fpr_rule="first_tpr_gt")
+    for s, lab in frames:
+        exact.update(s, lab)
+    got, ref = _collect(frames, mantissa_bits=23, fpr_rule="first_tpr_gt").compute(), exact.compute()
+    for k in ("auprc", "auroc", "fpr95"):
+        assert got[k] == pytest.approx(ref[k], abs=1e-12), k
 
 
 def test_collector_state_merges_and_round_trips(tmp_path):
@@ -249,6 +266,14 @@ def test_paired_aligns_frames_by_id_and_refuses_other_frames():
         paired_bootstrap(a, c, n=10)
     with pytest.raises(TypeError, match="like with like"):
         paired_bootstrap(a, SmiycPixelAccumulator(), n=10)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_collector_rejects_non_finite_scores_naming_the_frame(dtype):
+    s = np.zeros((4, 4), dtype)
+    s[1, 1] = np.nan
+    with pytest.raises(MetricInputError, match="'f9'.*NaN"):
+        FrameCollector().update(s, np.zeros((4, 4), np.uint8), frame_id="f9")
 
 
 def test_bad_arguments_raise():

@@ -37,21 +37,23 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ._base import Accumulator, MetricInputError
-from ._curves import FPR_RULES
-from ._inputs import check_pair, label_counts, score_keys
+from ._curves import F16_NONFINITE, FPR_RULES
+from ._inputs import check_pair, check_scores, label_counts, score_keys
 
 __all__ = ["FrameCollector", "BinnedFrames", "binned_curve_metrics", "score_codes"]
 
-_PLANE = np.full(256, 2, np.int64)        # label -> plane (0 inlier, 1 anomaly, 2 void / invalid)
+_PLANE = np.full(256, 2, np.int32)        # label -> plane (0 inlier, 1 anomaly, 2 void / invalid)
 _PLANE[0], _PLANE[1] = 0, 1
+_PLANE16 = (_PLANE << 16).astype(np.int32)
 DEFAULT_MAX_BINS = 16384
+_DENSE_CODES = 1 << 24                    # pooled code ranges below this use dense tables
 DEFAULT_MANTISSA_BITS = 13
 _DENSE_SPAN = 1 << 21                     # per-frame code spans above this use a sort, not a bincount
 _DENSE_MIN = 1 << 14                      # ... and spans above this *and* above 2 x the pixel count
 
 
 def score_codes(scores: np.ndarray, mantissa_bits: int, where: str) -> np.ndarray:
-    """Order-preserving int64 codes of finite float scores: float32 order key without its lowest
+    """Order-preserving int32 codes of finite float scores: float32 order key without its lowest
     ``23 - mantissa_bits`` bits (see the module notes)."""
     s = scores.reshape(-1)
     if s.dtype != np.float32:
@@ -59,7 +61,15 @@ def score_codes(scores: np.ndarray, mantissa_bits: int, where: str) -> np.ndarra
         if s.size and not (np.isfinite(s.min()) and np.isfinite(s.max())):
             raise MetricInputError(f"{where}: float64 scores overflow float32 (rescale them)")
     keys = score_keys(np.ascontiguousarray(s))
-    return np.right_shift(keys, 23 - mantissa_bits, out=keys).astype(np.int64)
+    return np.right_shift(keys, 23 - mantissa_bits, out=keys)
+
+
+def _f16_code_table(mantissa_bits: int) -> np.ndarray:
+    """Collector code of every float16 bit pattern (non-finite patterns get a code too; the
+    caller has rejected them)."""
+    v = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+    v[~np.isfinite(v)] = 0
+    return score_codes(v, mantissa_bits, "float16 table").astype(np.int64)
 
 
 class FrameCollector(Accumulator):
@@ -98,6 +108,7 @@ class FrameCollector(Accumulator):
         self.add_state("keys", [], merge="cat", dtype=np.int64)
         self.add_state("counts", [], merge="cat", dtype=np.int32)
         self.add_state("n_void", 0, merge="sum")
+        self._f16_codes: np.ndarray | None = None
 
     def _config(self) -> dict[str, Any]:
         return {"fpr_rule": self.fpr_rule, "max_bins": self.max_bins,
@@ -106,11 +117,22 @@ class FrameCollector(Accumulator):
     def update(self, scores: Any, labels: Any, frame_id: Any = None) -> None:
         """Add one frame: float scores (higher = more anomalous), labels 0/1/255 of the same shape."""
         where = self._frame_name(frame_id)
-        s, lab = check_pair(scores, labels, where)
+        s, lab = check_pair(scores, labels, where, check_finite=False)
         lab = lab.reshape(-1)
         counts = label_counts(lab, where)
-        codes = score_codes(s, self.mantissa_bits, where)
-        keys, n = _sparse_hist(codes, np.take(_PLANE, lab))
+        if s.dtype == np.float16:
+            # one bincount over (plane, float16 bits), then the codes of the present values
+            h = np.bincount(np.take(_PLANE16, lab) + s.reshape(-1).view(np.uint16), minlength=3 << 16)
+            if h.reshape(3, 65536)[:, F16_NONFINITE].any():
+                raise MetricInputError(f"{where}: scores contain NaN or infinite values")
+            nz = np.flatnonzero(h[: 2 << 16])
+            if self._f16_codes is None:
+                self._f16_codes = _f16_code_table(self.mantissa_bits)
+            plane, bits = np.divmod(nz, 1 << 16)
+            keys, n = _merge_keys(self._f16_codes[bits] * 2 + plane, h[nz])
+        else:
+            s = check_scores(s, where)
+            keys, n = _sparse_hist(score_codes(s, self.mantissa_bits, where), np.take(_PLANE, lab))
         self.keys.append(keys)
         self.counts.append(n.astype(np.int32))
         self.frame_ids.append(str(frame_id) if frame_id is not None else f"#{self._num_updates}")
@@ -133,6 +155,12 @@ class FrameCollector(Accumulator):
                              "num_void_pixels": float(self.n_void)})
 
 
+def _merge_keys(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum counts of equal keys (+0.0 and -0.0 share a code)."""
+    u, inv = np.unique(keys, return_inverse=True)
+    return u, np.bincount(inv, weights=counts, minlength=u.size).astype(np.int64)
+
+
 def _sparse_hist(codes: np.ndarray, plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nonzero ``(code * 2 + plane, count)`` pairs of one frame, plane 2 (void) dropped."""
     if not codes.size:
@@ -140,15 +168,15 @@ def _sparse_hist(codes: np.ndarray, plane: np.ndarray) -> tuple[np.ndarray, np.n
     cmin = int(codes.min())
     span = int(codes.max()) - cmin + 1
     if span <= _DENSE_MIN or (span <= _DENSE_SPAN and span <= 2 * codes.size):
-        key = plane * span
+        key = plane.astype(np.int32) * np.int32(span)
         key += codes
-        key -= cmin
+        key -= np.int32(cmin)
         h = np.bincount(key, minlength=3 * span)[: 2 * span]
         nz = np.flatnonzero(h)
         pl, c = np.divmod(nz, span)
-        return (c + cmin) * 2 + pl, h[nz]
+        return (c + cmin).astype(np.int64) * 2 + pl, h[nz]
     keep = plane < 2
-    u, n = np.unique(codes[keep] * 2 + plane[keep], return_counts=True)
+    u, n = np.unique(codes[keep].astype(np.int64) * 2 + plane[keep], return_counts=True)
     return u, n
 
 
@@ -191,18 +219,38 @@ class BinnedFrames:
     def from_sparse(cls, keys: Sequence[np.ndarray], counts: Sequence[np.ndarray],
                     frame_ids: Sequence[str], fpr_rule: str, max_bins: int) -> "BinnedFrames":
         f = len(keys)
-        k = np.concatenate(keys).astype(np.int64) if f else np.zeros(0, np.int64)
-        c = np.concatenate(counts).astype(np.float64) if f else np.zeros(0)
-        frame = np.repeat(np.arange(f), [a.size for a in keys])
-        codes, inv = np.unique(k >> 1, return_inverse=True)     # every code present, ascending
-        is_pos = (k & 1).astype(bool)
-        pooled = [np.bincount(inv[is_pos == p], weights=c[is_pos == p], minlength=codes.size)
-                  for p in (True, False)]
-        bins = _bin_of_codes(pooled[0], pooled[1], max_bins)
+        lo = min((int(k.min()) >> 1 for k in keys if k.size), default=0)
+        hi = max((int(k.max()) >> 1 for k in keys if k.size), default=0)
+        if hi - lo < _DENSE_CODES:
+            # codes span a modest range: dense tables, one frame at a time (no global sort)
+            size = hi - lo + 1
+            pooled = np.zeros(2 * size)
+            for k, c in zip(keys, counts):
+                pooled += np.bincount((k & 1) * size + (k >> 1) - lo, weights=c, minlength=2 * size)
+            pooled = pooled.reshape(2, size)
+            codes = np.flatnonzero(pooled.sum(0)) + lo
+            lut = np.full(hi - lo + 1, -1, np.int64)
+            bins = _bin_of_codes(pooled[1, codes - lo], pooled[0, codes - lo], max_bins)
+            lut[codes - lo] = bins
+
+            def bin_of(k: np.ndarray) -> np.ndarray:
+                return lut[(k >> 1) - lo]
+        else:
+            codes = np.unique(np.concatenate([k >> 1 for k in keys]))
+            pooled = np.zeros((2, codes.size))
+            for k, c in zip(keys, counts):
+                pooled += np.bincount((k & 1) * codes.size + np.searchsorted(codes, k >> 1), weights=c,
+                                      minlength=2 * codes.size).reshape(2, -1)
+            bins = _bin_of_codes(pooled[1], pooled[0], max_bins)
+
+            def bin_of(k: np.ndarray) -> np.ndarray:
+                return bins[np.searchsorted(codes, k >> 1)]
         nb = int(bins[-1]) + 1 if bins.size else 0
-        idx = frame * nb + bins[inv]
-        mats = [np.bincount(idx[is_pos == p], weights=c[is_pos == p], minlength=f * nb).reshape(f, nb)
-                for p in (True, False)]
+        mats = [np.zeros((f, nb)), np.zeros((f, nb))]       # anomaly, inlier
+        for i, (k, c) in enumerate(zip(keys, counts)):
+            b, pos = bin_of(k), (k & 1).astype(bool)
+            mats[0][i] = np.bincount(b[pos], weights=c[pos], minlength=nb)
+            mats[1][i] = np.bincount(b[~pos], weights=c[~pos], minlength=nb)
         return cls(mats[0], mats[1], frame_ids, fpr_rule)
 
     def reordered(self, order: np.ndarray) -> "BinnedFrames":

@@ -115,11 +115,10 @@ class SmiycPixelResampler:
                 continue
             drawn = np.flatnonzero(w[r] > 0)
             top = self.top_col[drawn].min()
-            keep = np.flatnonzero((tp_cols[r] != 0) | (fp_cols[r] != 0) | (np.arange(tp_cols.shape[1]) == top))
-            keep = keep[keep >= top]
             f0 = drawn[np.flatnonzero(self.top_col[drawn] == top)[0]]
-            TP = np.concatenate([[self.top_tp[f0]], np.cumsum(tp_cols[r, keep])])
-            FP = np.concatenate([[self.top_fp[f0]], np.cumsum(fp_cols[r, keep])])
+            # columns without a drawn row repeat the previous curve point: no effect on the metrics
+            TP = np.concatenate([[self.top_tp[f0]], np.cumsum(tp_cols[r, top:])])
+            FP = np.concatenate([[self.top_fp[f0]], np.cumsum(fp_cols[r, top:])])
             vals = _smiyc_curve(TP, FP, P[r], N[r])
             for k in out:
                 out[k][r] = vals[k]

@@ -19,7 +19,9 @@ protocol          accumulator                                 reference
 ================  ==========================================  =====================================
 
 plus :class:`SmiycComponentAccumulator` (SegEval sIoU / PPV / mean F1), :class:`ConfusionMatrix`
-(closed-set mIoU) and :class:`OpenSetMIoU` (DenseHybrid open-set mIoU).  Every result records
+(closed-set mIoU) and :class:`OpenSetMIoU` (DenseHybrid open-set mIoU).  Frame-bootstrap confidence
+intervals and paired comparisons: :func:`bootstrap_ci`, :func:`paired_bootstrap` with
+:class:`FrameCollector` (per-frame histograms for the pooled protocols; :mod:`.bootstrap`).  Every result records
 ``protocol`` and ``protocol_version``.  Labels: 0 inlier, 1 anomaly, 255 ignored; any other value,
 NaN/inf scores or a shape mismatch raise :class:`MetricInputError` naming the frame; a dataset
 without anomaly or without inlier pixels raises too (never a plausible-looking number).
@@ -31,11 +33,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._base import Accumulator, MetricInputError, StateError
+from ._binned import FrameCollector
 from ._curves import FPR_RULES
 from .components import COMPONENT_CONFIGS, SmiycComponentAccumulator
 from .per_image import HendrycksPerImageAccumulator
 from .pixel import ExactPixelAccumulator, FishyscapesPixelAccumulator
 from .segmentation import ConfusionMatrix, OpenSetMIoU, half_resolution
+from .bootstrap import BootstrapResult, PairedBootstrapResult, bootstrap_ci, paired_bootstrap
 from .smiyc import SmiycPixelAccumulator
 
 __all__ = [
@@ -55,6 +59,11 @@ __all__ = [
     "ConfusionMatrix",
     "OpenSetMIoU",
     "half_resolution",
+    "FrameCollector",
+    "bootstrap_ci",
+    "paired_bootstrap",
+    "BootstrapResult",
+    "PairedBootstrapResult",
 ]
 
 _PIXEL_PROTOCOLS: dict[str, type[Accumulator]] = {

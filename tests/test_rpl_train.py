@@ -15,38 +15,7 @@ from oodbench.methods.rpl.model import RPLNet
 from oodbench.methods.rpl.train import RPLTrainConfig, add_train_parser, train_rpl
 from oodbench.training.logs import read_csv_log
 
-
-class TinyCity:
-    """Stand-in for CityscapesSegmentation (uint8 image, uint8 train ids with a void band)."""
-
-    def __init__(self, n: int, h: int = 40, w: int = 56) -> None:
-        self.n, self.h, self.w = n, h, w
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng(i)
-        img = rng.integers(0, 256, (self.h, self.w, 3), dtype=np.uint8)
-        lab = rng.integers(0, 19, (self.h, self.w)).astype(np.uint8)
-        lab[:3] = 255
-        return img, lab
-
-
-@pytest.fixture(scope="module")
-def coco_pairs(tmp_path_factory):
-    """Stand-in for CocoOutliers: (image path, 0/254 mask path) pairs with one object each."""
-    d = tmp_path_factory.mktemp("coco")
-    pairs = []
-    for i in range(4):
-        rng = np.random.default_rng(50 + i)
-        img = rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)
-        m = np.zeros((36, 44), np.uint8)
-        m[8:26, 10 + i : 30 + i] = 254
-        Image.fromarray(img).save(d / f"{i:012d}.jpg", quality=95)
-        Image.fromarray(m).save(d / f"{i:012d}.png")
-        pairs.append((d / f"{i:012d}.jpg", d / f"{i:012d}.png"))
-    return pairs
+from _helpers import TinyCity
 
 
 def _net(projector: bool = True) -> RPLNet:

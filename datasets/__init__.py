@@ -22,6 +22,7 @@ from .base import (  # noqa: E402
     register_split,
     require_available,
     resolve_data_root,
+    resolve_splits,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "register_split",
     "require_available",
     "resolve_data_root",
+    "resolve_splits",
 ]
 
 # built-in adapters register themselves on import

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from oodbench.errors import UsageError
+
 from ._indexed import IndexedSplit
 from ._io import require_dir
 from .base import DataLayoutError
@@ -37,7 +39,7 @@ class TwoLayoutSplit(IndexedSplit):
     def __init__(self, root, check_count: bool = True, layout: str | None = None) -> None:
         super().__init__(root, check_count)
         if layout is not None and layout not in self.layouts:
-            raise ValueError(f"{self.name}: layout must be one of {self.layouts} or None, got {layout!r}")
+            raise UsageError(f"{self.name}: layout must be one of {self.layouts} or None, got {layout!r}")
         self.layout = layout
 
     def _resolve_layout(self) -> tuple[str, Path]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
 
 from oodbench.contracts import Frame
+from oodbench.errors import OodbenchError
 from oodbench.registry import PluginValidationError, Registry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +47,7 @@ DATA_ROOT_ENV = "OODBENCH_DATA"
 DATA_MANIFEST = "oodbench_manifest.json"
 
 
-class DataLayoutError(FileNotFoundError):
+class DataLayoutError(OodbenchError, FileNotFoundError):
     """The data on disk does not match the expected layout; the message names what and where."""
 
 

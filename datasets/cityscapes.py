@@ -21,6 +21,8 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from oodbench.errors import UsageError
+
 from .base import DataLayoutError
 
 __all__ = ["CityscapesSegmentation", "find_cityscapes_root", "label_id_to_train_id_lut"]
@@ -68,7 +70,7 @@ class CityscapesSegmentation:
 
     def __init__(self, root: str | os.PathLike, split: str = "train") -> None:
         if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val' (Cityscapes test labels are not public), got {split!r}")
+            raise UsageError(f"split must be 'train' or 'val' (Cityscapes test labels are not public), got {split!r}")
         self.root = find_cityscapes_root(root)
         self.split = split
         img_dir = self.root / "leftImg8bit" / split

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from oodbench.atomic import atomic_write_json
+from oodbench.errors import OodbenchError
 
 from ._archive import safe_extract
 
@@ -166,7 +167,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 )}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OodbenchError, RuntimeError):
     """A transfer failed after all retries and mirrors."""
 
 
@@ -178,7 +179,7 @@ class DigestChangedError(DownloadError):
     """An archive without a published checksum differs from the one recorded on an earlier download."""
 
 
-class ManualDownloadRequired(RuntimeError):
+class ManualDownloadRequired(OodbenchError, RuntimeError):
     """The dataset cannot be fetched automatically; the message says what to do."""
 
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from oodbench.errors import OodbenchError
+
 __all__ = ["main", "build_parser"]
 
 #: sub-commands defined in this module: parsing them needs none of the extension modules below
@@ -33,7 +35,7 @@ _EXTENSIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-class CLIError(Exception):
+class CLIError(OodbenchError):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
@@ -335,15 +337,17 @@ def _needs_extensions(argv: Sequence[str]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from oodbench.contracts import ContractError
-    from oodbench.registry import RegistryError
-
+    """Run one command. Exit status 2 with a one-line ``oodbench: error: ...`` for the errors that
+    are the user's to fix: the :class:`~oodbench.errors.OodbenchError` family, and ``OSError``
+    (a path that does not exist, is not writable or is on a full disk -- the message names the
+    path). Anything else is a bug and propagates with its traceback; argparse errors keep
+    argparse's own message and status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(extensions=_needs_extensions(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, RegistryError, ContractError, OSError, ValueError) as exc:
+    except (OodbenchError, OSError) as exc:
         print(f"oodbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

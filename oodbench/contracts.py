@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from oodbench.errors import OodbenchError
+
 __all__ = [
     "INLIER",
     "ANOMALY",
@@ -34,7 +36,7 @@ IGNORE = 255
 OOD_PASTE = 254
 
 
-class ContractError(ValueError):
+class ContractError(OodbenchError, ValueError):
     """Input that violates the score/label contract; the message names the frame or file."""
 
 

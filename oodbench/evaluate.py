@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from oodbench.errors import OodbenchError
+
 from .contracts import ContractError, check_labels
 from .results import DataFingerprint
 from .store import PredictionError, PredictionStore
@@ -50,7 +52,7 @@ class MissingPredictionsError(PredictionError):
     """Some frames of the split have no stored prediction; nothing is reported as complete."""
 
 
-class LabelsHiddenError(ValueError):
+class LabelsHiddenError(OodbenchError, ValueError):
     """The split's ground truth is not public (use a submission instead)."""
 
 

@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from oodbench.errors import OodbenchError
+
 from .atomic import atomic_path, atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -36,7 +38,7 @@ INPUT_PATTERN = re.compile(r"^(\d{4})_.*\.png$")
 EXPECTED_SHAPE = (1024, 2048)
 
 
-class ContainerContractError(ValueError):
+class ContainerContractError(OodbenchError, ValueError):
     """Inputs or outputs violate the Fishyscapes container contract."""
 
 

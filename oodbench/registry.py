@@ -15,19 +15,21 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from oodbench.errors import OodbenchError
+
 __all__ = ["Registry", "RegistryEntry", "RegistryError", "PluginValidationError"]
 
 DISABLE_AUTOLOAD_ENV = "OODBENCH_DISABLE_PLUGIN_AUTOLOAD"
 
 
-class RegistryError(KeyError):
+class RegistryError(OodbenchError, KeyError):
     """Unknown or duplicate name in a registry (the message lists what is available)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable
         return str(self.args[0]) if self.args else ""
 
 
-class PluginValidationError(TypeError):
+class PluginValidationError(OodbenchError, TypeError):
     """A registered object does not satisfy the registry's contract."""
 
 

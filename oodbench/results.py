@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from oodbench.errors import OodbenchError
+
 from .atomic import atomic_write_json
 
 if TYPE_CHECKING:
@@ -104,7 +106,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 REQUIRED_FIELDS = ("method", "dataset", "benchmark", "protocol", "protocol_version", "metrics", "num_frames")
 
 
-class RecordError(ValueError):
+class RecordError(OodbenchError, ValueError):
     """A result record file is unreadable or invalid; the message names the file and the field."""
 
 

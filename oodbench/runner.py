@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from oodbench.errors import OodbenchError
+
 from .evaluate import evaluate_split
 from .results import Result, save_result
 from .segmenters.base import IMAGENET_MEAN, IMAGENET_STD
@@ -25,7 +27,7 @@ from .store import PredictionStore, config_digest
 __all__ = ["RunConfig", "predict_split", "run_method", "IMAGENET_MEAN", "IMAGENET_STD", "StaleRunError"]
 
 
-class StaleRunError(ValueError):
+class StaleRunError(OodbenchError, ValueError):
     """Stored predictions were produced by a different method configuration."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from oodbench.errors import UsageError
 from oodbench.segmenters.base import CITYSCAPES_LABEL_IDS
 
 from ..base import Method, register_method
@@ -165,7 +166,7 @@ class RPL(Method):
         from .train import RPLTrainConfig, train_rpl
 
         if config is None:
-            raise ValueError("rpl.fit needs a training config (RPLTrainConfig or a dict of its fields)")
+            raise UsageError("rpl.fit needs a training config (RPLTrainConfig or a dict of its fields)")
         if isinstance(config, dict):
             config = RPLTrainConfig(**config)
         self.last_fit = train_rpl(config, model=self.net, **kwargs)

@@ -33,6 +33,8 @@ from typing import Callable
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._base import MetricInputError
 
 __all__ = ["FPR_RULES", "CurveSummary", "F16_VALUES_ASC", "F16_CODES_ASC", "F16_NONFINITE",
@@ -123,7 +125,7 @@ class CurveSummary:
             return float(fp / self.n_neg), float(self.values[j])
         if rule == "first_tpr_gt":
             return self._first_tpr_gt(level)
-        raise ValueError(f"unknown fpr_rule {rule!r}; choose one of {FPR_RULES}")
+        raise UsageError(f"unknown fpr_rule {rule!r}; choose one of {FPR_RULES}")
 
     # -- DenseHybrid / sklearn drop_intermediate ---------------------------------------------------
     def _first_tpr_gt(self, level: float) -> tuple[float, float]:

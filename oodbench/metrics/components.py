@@ -33,6 +33,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._base import Accumulator, MetricInputError, warn_nan
 from ._inputs import check_binary_labels, check_label_values, check_scores, to_numpy
 
@@ -175,7 +177,7 @@ class SmiycComponentAccumulator(Accumulator):
 
     def __init__(self, config: str = "AnomalyTrack", threshold: float = float("nan")) -> None:
         if config not in COMPONENT_CONFIGS:
-            raise ValueError(f"unknown SegEval config {config!r}; choose one of {list(COMPONENT_CONFIGS)}")
+            raise UsageError(f"unknown SegEval config {config!r}; choose one of {list(COMPONENT_CONFIGS)}")
         if not np.isfinite(threshold):
             raise ValueError("SmiycComponentAccumulator needs threshold= (the pixel best_f1_threshold "
                              "of the same method and split)")

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._base import Accumulator, MetricInputError, warn_nan
 from ._curves import FPR_RULES
 from ._inputs import check_pair
@@ -35,7 +37,7 @@ class HendrycksPerImageAccumulator(Accumulator):
 
     def __init__(self, fpr_rule: str = "nearest_recall") -> None:
         if fpr_rule != "nearest_recall":
-            raise ValueError(
+            raise UsageError(
                 f"protocol 'streethazards' defines FPR95 as 'nearest_recall' (fpr_and_fdr_at_recall), "
                 f"not {fpr_rule!r}" if fpr_rule in FPR_RULES else f"unknown fpr_rule {fpr_rule!r}")
         self.fpr_rule = fpr_rule

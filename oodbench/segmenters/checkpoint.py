@@ -32,6 +32,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from oodbench.errors import CheckpointError
+
 __all__ = [
     "CheckpointError",
     "LoadReport",
@@ -48,10 +50,6 @@ __all__ = [
 #: Wrapper keys unwrapped in this order (RPL's ``load_model``); each is optional.
 WRAPPER_KEYS = ("model", "model_state", "state_dict")
 _SHOW = 20
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read or does not fit the model (the message names the file)."""
 
 
 @dataclass

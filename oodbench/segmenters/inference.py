@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from oodbench.errors import UsageError
+
 __all__ = ["AMP_DTYPES", "autocast", "prepare_model", "to_device", "predict_full", "predict_sliding"]
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
@@ -42,7 +44,7 @@ def autocast(device: torch.device | str, amp: str | torch.dtype | None) -> conte
         return contextlib.nullcontext()
     dtype = AMP_DTYPES.get(amp) if isinstance(amp, str) else amp
     if dtype not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
+        raise UsageError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
     device = torch.device(device)
     if device.type != "cuda":
         warnings.warn(f"amp={amp!r} ignored on {device.type}: inference runs in float32", RuntimeWarning, stacklevel=3)
@@ -131,9 +133,9 @@ def predict_sliding(
         reduce: ``"sum"`` (official) or ``"mean"`` over overlapping windows.
     """
     if reduce not in ("sum", "mean"):
-        raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+        raise UsageError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
     if not 0 < stride_rate <= 1:
-        raise ValueError(f"stride_rate must be in (0, 1], got {stride_rate}")
+        raise UsageError(f"stride_rate must be in (0, 1], got {stride_rate}")
     if x.ndim != 4:
         raise ValueError(f"predict_sliding expects [B,3,H,W], got shape {tuple(x.shape)}")
     b = x.shape[0]

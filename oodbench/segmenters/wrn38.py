@@ -26,6 +26,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from oodbench.errors import UsageError
+
 from . import SEGMENTERS
 from .base import DeepLabV3PlusBase, PretrainedCfg
 
@@ -114,7 +116,7 @@ class NvidiaASPP(nn.Module):
         if output_stride == 8:
             rates = tuple(2 * r for r in rates)
         elif output_stride != 16:
-            raise ValueError(f"NvidiaASPP: output_stride must be 8 or 16, got {output_stride}")
+            raise UsageError(f"NvidiaASPP: output_stride must be 8 or 16, got {output_stride}")
         self.rates = rates
         feats = [nn.Sequential(nn.Conv2d(in_channels, reduction, 1, bias=False), *_bn_relu(reduction))]
         for r in rates:
@@ -207,5 +209,5 @@ def _cfg(num_classes: int) -> PretrainedCfg:
 def deeplabv3plus_wrn38(num_classes: int = 19, output_stride: int = 8) -> DeepWV3Plus:
     """NVIDIA sdcnet DeepLabV3+ WideResNet38 (output stride 8, decoder stride 2)."""
     if output_stride != 8:
-        raise ValueError(f"deeplabv3plus_wrn38: only output_stride=8 exists (got {output_stride})")
+        raise UsageError(f"deeplabv3plus_wrn38: only output_stride=8 exists (got {output_stride})")
     return DeepWV3Plus(num_classes=num_classes)

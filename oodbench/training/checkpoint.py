@@ -19,16 +19,9 @@ import numpy as np
 import torch
 
 from oodbench.atomic import atomic_path
+from oodbench.errors import CheckpointError
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "find_resume"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or not in the expected layout (the message names it).
-
-    A ``ValueError``: it is the user's file or flag that is wrong, so ``oodbench`` prints it as one
-    line and exits with status 2.
-    """
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:

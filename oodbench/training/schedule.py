@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import torch
 
+from oodbench.errors import UsageError
+
 __all__ = ["poly_lr", "PolySchedule"]
 
 
 def poly_lr(base_lr: float, t: int, total: int, power: float = 0.9, min_lr: float = 0.0) -> float:
     """The poly LR for step ``t`` of ``total`` (see module doc)."""
     if total <= 0:
-        raise ValueError(f"total iterations must be positive, got {total}")
+        raise UsageError(f"total iterations must be positive, got {total}")
     if not 0 <= t <= total:
         raise ValueError(f"iteration {t} outside [0, {total}]")
     return max(base_lr * (1.0 - t / total) ** power, min_lr)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from oodbench.errors import UsageError
+
 from .distributed import DistContext, all_reduce_with_grad, global_sum
 
 __all__ = ["DistBatchNorm2d", "convert_batchnorm"]
@@ -42,7 +44,7 @@ class DistBatchNorm2d(nn.BatchNorm2d):
         local_n = x.shape[0] * x.shape[2] * x.shape[3]
         n = float(global_sum(torch.tensor(local_n, dtype=torch.int64), self.ctx))
         if n <= 1:
-            raise ValueError(f"DistBatchNorm2d: need more than 1 value per channel over all ranks, got {n:g}")
+            raise UsageError(f"DistBatchNorm2d: need more than 1 value per channel over all ranks, got {n:g}")
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in >= fp32
         mean = all_reduce_with_grad(xf.sum(dim=(0, 2, 3)), self.ctx) / n
         centred = xf - mean[None, :, None, None]

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from oodbench.errors import UsageError
+
 from ..segmenters.base import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
@@ -52,7 +54,7 @@ def resize(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> t
     if (h, w) == tuple(image.shape[-2:]):
         return image, label
     if h < 1 or w < 1:
-        raise ValueError(f"resize to {size}: sizes must be >= 1")
+        raise UsageError(f"resize to {size}: sizes must be >= 1")
     img = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)[0]
     lab = F.interpolate(label[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
     return img, lab

@@ -28,7 +28,7 @@ _EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("oodbench.datasets.synth.command", "add_synth_parser"),
     ("oodbench.datasets.synth.command", "add_prepare_parser"),
     ("oodbench.datasets.synth.command", "add_download_parser"),
-    ("oodbench.training.command", "add_train_segmenter_parser"),
+    ("oodbench.training.segmenter", "add_train_segmenter_parser"),
     ("oodbench.methods.rpl.train", "add_train_parser"),
     ("oodbench.demo", "add_demo_parser"),
     ("oodbench.fishyscapes", "add_fishyscapes_export_parser"),

@@ -24,7 +24,7 @@ from .results import Result, save_result
 from .segmenters.base import IMAGENET_MEAN, IMAGENET_STD
 from .store import PredictionStore, config_digest
 
-__all__ = ["RunConfig", "predict_split", "run_method", "IMAGENET_MEAN", "IMAGENET_STD", "StaleRunError"]
+__all__ = ["RunConfig", "predict_split", "run_method", "StaleRunError"]
 
 
 class StaleRunError(OodbenchError, ValueError):

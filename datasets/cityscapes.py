@@ -10,7 +10,7 @@ Train ids 0..18 and 255 (ignore).  When ``*_labelTrainIds.png`` is absent (a fre
 official script ``createTrainIdLabelImgs`` was not run) the label ids are mapped on the fly with
 the ``cityscapesscripts.helpers.labels`` table (``trainId`` 255 / -1 -> 255), the same mapping
 RPL's training loader relies on (``yyliu01/RPL:rpl_corocl.code/dataset/training/cityscapes.py``,
-rpl-official.md §9).
+docs/rpl-official.md §9).
 """
 from __future__ import annotations
 

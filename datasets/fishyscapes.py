@@ -1,6 +1,6 @@
 """Fishyscapes validation splits: Lost & Found (100 frames) and Static (30 frames).
 
-Two on-disk layouts, auto-detected (``benchmarks.md`` §1.4-§1.5, ``rpl-official.md`` §9):
+Two on-disk layouts, auto-detected (``docs/benchmarks.md`` §1.4-§1.5, ``docs/rpl-official.md`` §9):
 
 * **official** -- the label archives as released (``hermannsblum/bdl-benchmark:bdlb/fishyscapes/fishyscapes_tfds.py``):
 

@@ -1,6 +1,6 @@
 """RoadAnomaly (Lis et al., ICCV 2019): 60 labelled frames, no void.
 
-Two layouts, auto-detected (``benchmarks.md`` §1.6, ``rpl-official.md`` §9):
+Two layouts, auto-detected (``docs/benchmarks.md`` §1.6, ``docs/rpl-official.md`` §9):
 
 * **official** -- the extracted ``RoadAnomaly_jpg.zip``
   (``cvlab-epfl/detecting-the-unexpected:src/datasets/road_anomaly.py``):

@@ -1,4 +1,4 @@
-"""Fishyscapes test-set submission: the container contract (``benchmarks.md`` §4.2).
+"""Fishyscapes test-set submission: the container contract (``docs/benchmarks.md`` §4.2).
 
 The organisers run an Apptainer image as ``singularity run --nv --bind {tmp}:/output,{rgb}:/input
 image.simg``; its ``%runscript`` must read every ``/input/DDDD_*.png`` and write

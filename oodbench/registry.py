@@ -1,6 +1,7 @@
 """One small name -> factory registry, used for methods, dataset splits and segmenters.
 
-Design (see ``style.md``): timm-style registration by decorator, detectron2-style errors that
+Design: timm-style registration by decorator (``huggingface/pytorch-image-models:timm/models/_registry.py``),
+detectron2-style errors that
 list the valid names, pluggy-style lazy loading of third-party plugins from an entry-point group
 with an opt-out variable (``OODBENCH_DISABLE_PLUGIN_AUTOLOAD=1``) and provenance (which
 distribution and version provided each entry). Duplicates are errors, never silent overwrites.

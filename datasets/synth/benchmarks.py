@@ -1,5 +1,5 @@
 """Evaluation splits of the synthetic benchmark, each in its official on-disk layout
-(``/work/shared/reference/benchmarks.md`` §1; layouts identical to ``shared/fixtures/make_fixtures.py``).
+(``docs/benchmarks.md`` §1; layouts identical to ``tests/fixtures_gen/make_fixtures.py``).
 
 Every writer returns ``{split name: frame count}`` after the official exclusions, plus the ids
 present on disk that the official split rules exclude, so adapters can be tested against both.

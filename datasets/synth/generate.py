@@ -67,7 +67,7 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
 #: the splits whose frame count is a parameter (everything else has a fixed, hand-picked frame list)
 SIZED_SPLITS = ("smiyc-anomaly-val", "smiyc-obstacle-val", "fishyscapes-static-val", "streethazards-test")
 
-#: frame counts of the released validation splits (``benchmarks.md`` §1.0), for
+#: frame counts of the released validation splits (``docs/benchmarks.md`` §1.0), for
 #: ``split_sizes=OFFICIAL_VALIDATION_SIZES``: pooled metrics over a handful of frames hang on one or
 #: two objects (on 8 ObstacleTrack frames one grey animal set every method's 95 %-TPR threshold)
 OFFICIAL_VALIDATION_SIZES = {"smiyc-anomaly-val": 10, "smiyc-obstacle-val": 30, "fishyscapes-static-val": 30}

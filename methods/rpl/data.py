@@ -1,6 +1,6 @@
 """Outlier-exposure (OE) training data for RPL+CoroCL: COCO objects pasted into Cityscapes crops.
 
-Per sample (rpl-official.md §5), all randomness from ``numpy_rng(seed, epoch, index)``:
+Per sample (docs/rpl-official.md §5), all randomness from ``numpy_rng(seed, epoch, index)``:
 
 1. Cityscapes image and train ids; horizontal flip with probability ``flip_prob``; normalise
    (ImageNet mean/std); uniform random ``crop_size`` crop (padded centred with the mean colour and

@@ -1,7 +1,7 @@
 r"""The ``rpl`` method: anomaly = blurred free energy of the RPL logits, segmentation = closed-set logits.
 
 Inference (``yyliu01/RPL:rpl_corocl.code/valid.py`` ``compute_anomaly_score(mode='energy')``;
-``rpl-official.md`` §7, §12.12): with ``out1, out2, _ = RPLNet(x)``
+``docs/rpl-official.md`` §7, §12.12): with ``out1, out2, _ = RPLNet(x)``
 
 .. math::
     s(x) = \mathrm{GaussianBlur}_{k=7,\sigma=1,\text{reflect}}\Big(-\log\sum_{c=1}^{19} e^{\text{out2}_c}\Big)

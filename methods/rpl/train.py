@@ -1,6 +1,6 @@
 """RPL+CoroCL training (``oodbench train --method rpl``; ``torchrun ... -m oodbench.methods.rpl.train``).
 
-One step (``yyliu01/RPL:rpl_corocl.code/engine/trainer.py``; rpl-official.md §3-§6):
+One step (``yyliu01/RPL:rpl_corocl.code/engine/trainer.py``; docs/rpl-official.md §3-§6):
 
 1. batch = ``b`` city-mix crops (COCO objects pasted, label 254) + their ``b`` COCO context crops
    (:mod:`.data`), ``b`` per rank;
@@ -263,7 +263,7 @@ class RPLTrainer(Trainer):
                 with torch.no_grad():
                     out = self.validator(net, iteration)
             finally:
-                net.train()  # re-applies the frozen/eval split (rpl-official.md §12.5)
+                net.train()  # re-applies the frozen/eval split (docs/rpl-official.md §12.5)
         barrier(self.ctx)
         return out
 

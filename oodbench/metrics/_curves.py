@@ -10,7 +10,7 @@ value ``x_j`` (ascending), its count ``c_j``, ``tp_j = #{pos >= x_j}``, ``ge_j =
   ``AP = sum_j (c_j / P) * tp_j / (tp_j + ge_j)``.
 * **AUROC** (= ``sklearn.metrics.roc_auc_score``, trapezoid over all distinct thresholds):
   ``AUROC = sum_j c_j * (#{neg < x_j} + 0.5 #{neg == x_j}) / (P N)``.
-* **FPR at 95 % TPR**, three rules in official use (benchmarks.md §8.1):
+* **FPR at 95 % TPR**, three rules in official use (docs/benchmarks.md §8.1):
 
   - ``first_tpr_ge``: FPR at the first curve point (highest threshold) with ``TP/P >= 0.95``
     (Fishyscapes ``hermannsblum/bdl-benchmark:bdlb/fishyscapes/benchmark.py``; SMIYC

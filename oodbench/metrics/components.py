@@ -2,7 +2,7 @@
 
 Re-implements ``SegmentMeIfYouCan/road-anomaly-benchmark@1c7804e``
 ``road_anomaly_benchmark/metrics/instance_segmentation.py`` (``default_instancer``,
-``segment_metrics``, ``MetricSegment.aggregate``), benchmarks.md §3:
+``segment_metrics``, ``MetricSegment.aggregate``), docs/benchmarks.md §3:
 
 Per frame, with ``t`` = the method's pixel ``best_f1_threshold`` on the same split:
 

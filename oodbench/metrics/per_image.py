@@ -1,7 +1,7 @@
 """StreetHazards official anomaly metrics: Hendrycks per-image mean (protocol ``streethazards``).
 
 ``hendrycks/anomaly-seg@4e7b1de`` ``eval_ood.py`` -> ``anom_utils.eval_ood_measure`` ->
-``get_measures`` (benchmarks.md §2.3): for every image, anomaly (label 1) is the positive class and
+``get_measures`` (docs/benchmarks.md §2.3): for every image, anomaly (label 1) is the positive class and
 *every other pixel is an inlier* (no void); AUROC = ``sklearn.metrics.roc_auc_score``, AUPR =
 ``average_precision_score``, FPR95 = ``fpr_and_fdr_at_recall`` (nearest recall to 0.95, see
 :mod:`._curves`).  Images without anomaly pixels (or without inlier pixels) are skipped, not

@@ -1,7 +1,7 @@
 """Inference protocols: full-resolution single scale (OoD) and sliding window + flip (closed-set mIoU).
 
 * :func:`predict_full` -- one forward at native resolution, no flip: the OoD protocol of RPL and
-  the anomaly benchmarks (``rpl-official.md`` §7, §12.12).
+  the anomaly benchmarks (``docs/rpl-official.md`` §7, §12.12).
 * :func:`predict_sliding` -- RPL's Cityscapes mIoU evaluator (``yyliu01/RPL:rpl_corocl.code/
   engine/evaluator.py`` ``SlidingEval``, from TorchSemiSeg; §7): scale 1.0, crop ``c`` = 1024,
   stride ``s = ceil(c * stride_rate)`` with ``stride_rate = 1/3``, horizontal flip. Per image:

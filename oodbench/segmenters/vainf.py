@@ -1,7 +1,7 @@
 """VainF DeepLabV3+ (``deeplabv3plus_resnet50/101``, ``deeplabv3plus_mobilenetv2``).
 
 Layout of ``VainF/DeepLabV3Plus-Pytorch@4e1087d:network/_deeplab.py`` (``DeepLabHeadV3Plus``,
-``ASPP``) and ``network/modeling.py``; facts in ``rpl-official.md`` §2.2 and the compat manifests:
+``ASPP``) and ``network/modeling.py``; facts in ``docs/rpl-official.md`` §2.2 and the compat manifests:
 
 * ``backbone``: torchvision-layout ResNet (``conv1/bn1/layer1..4``, no ``fc``; low tap ``layer1``
   256 ch at stride 4, deep tap ``layer4`` 2048 ch) with the last stage(s) dilated instead of

@@ -1,6 +1,6 @@
 """NVIDIA sdcnet DeepLabV3+ with a WideResNet38 trunk (``deeplabv3plus_wrn38``).
 
-Architecture (``rpl-official.md`` §2.1; reference ``NVIDIA/semantic-segmentation@sdcnet:
+Architecture (``docs/rpl-official.md`` §2.1; reference ``NVIDIA/semantic-segmentation@sdcnet:
 network/deepv3.py`` ``DeepWV3Plus`` and ``network/wider_resnet.py`` ``WiderResNetA2``,
 structure ``[3,3,6,3,1,1]``, ``dilation=True``; mirrored in ``yyliu01/RPL:rpl_corocl.code/model/
 wide_network.py``):

@@ -3,7 +3,7 @@
 * :func:`init_distributed` reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by ``torchrun``) and
   initialises NCCL on CUDA or gloo on CPU. ``WORLD_SIZE=1`` (or unset) means one process and no
   process group at all -- the reference entered DDP mode whenever ``WORLD_SIZE`` was set
-  (rpl-official.md §12.16) -- unless ``always_group=True`` asks for a one-rank group anyway, so
+  (docs/rpl-official.md §12.16) -- unless ``always_group=True`` asks for a one-rank group anyway, so
   that one GPU runs the distributed code path (NCCL collectives, SyncBatchNorm, DDP), as
   ``benchmarks/gpu_check.sh`` does.
 * :func:`global_sum` reduces plain numbers/tensors (no gradient), e.g. pixel counts for global

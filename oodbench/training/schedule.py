@@ -9,7 +9,7 @@ after each iteration" for the next one.
 
 Reference: ``yyliu01/RPL:rpl_corocl.code/engine/lr_policy.py`` (``WarmUpPolyLR``, no warm-up, LR
 clipped to [1e-8, base]) applied after ``optimizer.step()`` with the index of the step just done,
-so steps 0 and 1 both run at the base LR (an off-by-one, rpl-official.md §6).
+so steps 0 and 1 both run at the base LR (an off-by-one, docs/rpl-official.md §6).
 ``off_by_one=True`` reproduces that; the default uses ``lr(t)`` for step ``t``.
 """
 from __future__ import annotations

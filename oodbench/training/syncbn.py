@@ -1,8 +1,8 @@
 r"""Batch normalisation with statistics over the global batch of all ranks, on any backend.
 
-``torch.nn.SyncBatchNorm`` only runs on CUDA (env.md §6: "SyncBatchNorm layers only work with GPU
-modules"). :class:`DistBatchNorm2d` is a small gloo-compatible equivalent for CPU runs: in training
-mode it computes
+``torch.nn.SyncBatchNorm`` refuses CPU tensors in training mode (``SyncBatchNorm.forward`` in
+``torch/nn/modules/batchnorm.py`` raises ``ValueError``). :class:`DistBatchNorm2d` is a small
+gloo-compatible equivalent for CPU runs: in training mode it computes
 
 .. math::
     \mu = \frac{\sum_{r} \sum_{i \in r} x_i}{N},\qquad

@@ -10,7 +10,7 @@ if __name__ != "oodbench.datasets":  # pragma: no cover - guard against the shad
         "never as top-level 'datasets' (that name belongs to Hugging Face's library)"
     )
 
-from .base import (  # noqa: E402
+from .base import (
     DATA_MANIFEST,
     DATASETS,
     DataLayoutError,
@@ -41,4 +41,4 @@ __all__ = [
 ]
 
 # built-in adapters register themselves on import
-from . import _builtin  # noqa: E402,F401
+from . import _builtin  # noqa: F401

@@ -5,7 +5,7 @@
 * :mod:`.method` -- the ``rpl`` method (registered on import);
 * :mod:`.losses` -- the RPL and CoroCL training losses.
 """
-from .method import RPL  # noqa: F401  (registers "rpl")
-from .model import RPLNet  # noqa: F401
+from .method import RPL  # registers "rpl"
+from .model import RPLNet
 
 __all__ = ["RPL", "RPLNet"]

@@ -89,7 +89,7 @@ def load_coco_pair(image_path: str | os.PathLike, mask_path: str | os.PathLike) 
     if mask.shape != image.shape[:2]:
         raise ContractError(f"COCO mask {mask_path} is {mask.shape}, image {image_path} is {image.shape[:2]}")
     counts = np.bincount(mask.ravel(), minlength=256)
-    bad = np.flatnonzero(counts) 
+    bad = np.flatnonzero(counts)
     bad = bad[(bad != 0) & (bad != OOD_LABEL) & (bad != 255)]
     if bad.size:
         raise ContractError(f"COCO OE mask {mask_path} has values {bad[:8].tolist()}; expected 0 (background) "

@@ -36,7 +36,7 @@ class DistBatchNorm2d(nn.BatchNorm2d):
         super().__init__(num_features, **kwargs)
         self.ctx = ctx
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.ctx.distributed):
             return super().forward(x)
         if x.dim() != 4:

@@ -31,7 +31,7 @@ _EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("oodbench.training.segmenter", "add_train_segmenter_parser"),
     ("oodbench.methods.rpl.train", "add_train_parser"),
     ("oodbench.demo", "add_demo_parser"),
-    ("oodbench.fishyscapes", "add_fishyscapes_export_parser"),
+    ("oodbench.fishyscapes_submission", "add_fishyscapes_export_parser"),
 )
 
 

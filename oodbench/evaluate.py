@@ -18,7 +18,7 @@ never decoded. Pass 2 reuses the (checked) labels and scores pass 1 read while t
 ``pass2_cache_bytes`` (6 MB per 1024x2048 float16 frame) and re-reads only the rest.
 
 ``reduce`` merges accumulator states across processes between passes (identity in one process;
-``oodbench.distributed`` passes an all-gather merge), so sharded evaluation gives exactly the
+``oodbench.sharding`` passes an all-gather merge), so sharded evaluation gives exactly the
 single-process numbers.
 """
 from __future__ import annotations

@@ -251,7 +251,7 @@ def run_method(
     """``oodbench run``: build the method once, then predict/store/evaluate every split."""
     from .methods import METHODS, UntrainedMethodError, build
 
-    from .distributed import barrier, gather_objects, init_distributed, make_reducer, shard
+    from .sharding import barrier, gather_objects, init_distributed, make_reducer, shard
 
     ctx = init_distributed(cfg.device)
     cfg = RunConfig(**{**cfg.__dict__, "device": str(ctx.device),

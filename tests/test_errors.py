@@ -17,7 +17,7 @@ def _family() -> list[type]:
     from oodbench.datasets.download import ChecksumError, DigestChangedError, DownloadError, ManualDownloadRequired
     from oodbench.datasets.synth.generate import SynthExistsError
     from oodbench.evaluate import LabelsHiddenError, MissingPredictionsError
-    from oodbench.fishyscapes import ContainerContractError
+    from oodbench.fishyscapes_submission import ContainerContractError
     from oodbench.methods.base import UntrainedMethodError
     from oodbench.metrics import MetricInputError, StateError
     from oodbench.registry import PluginValidationError, RegistryError

@@ -76,7 +76,7 @@ class RPL(Method):
         super().__init__()
         from oodbench import segmenters
 
-        from .checkpoint import describe_missing_rpl, has_projector, is_rpl_state, load_rpl_state, read_rpl_state
+        from .weights import describe_missing_rpl, has_projector, is_rpl_state, load_rpl_state, read_rpl_state
         from .model import RPLNet
 
         self.segmenter_name = segmenter

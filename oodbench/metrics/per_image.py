@@ -24,7 +24,7 @@ from oodbench.errors import UsageError
 from ._base import Accumulator, MetricInputError, warn_nan
 from ._curves import FPR_RULES
 from ._inputs import check_pair
-from ._store import ScoreStore
+from ._score_store import ScoreStore
 
 __all__ = ["HendrycksPerImageAccumulator"]
 

@@ -40,7 +40,7 @@ from ._base import Accumulator, MetricInputError, warn_nan
 from ._curves import F16_CODES_ASC, F16_NONFINITE, F16_VALUES_ASC, fold_f16
 from ._inputs import check_scores, to_numpy
 from ._state import StateSet
-from ._store import ScoreStore
+from ._score_store import ScoreStore
 
 __all__ = ["ConfusionMatrix", "OpenSetMIoU", "half_resolution"]
 

@@ -1,5 +1,8 @@
 """Atomic training checkpoints that load with ``torch.load(..., weights_only=True)``.
 
+(Named ``checkpointing``: full training state for resuming; model weights alone are read by
+:mod:`oodbench.segmenters.weights`.)
+
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts -- the types the safe
 unpickler accepts -- written through :func:`oodbench.atomic.atomic_path` (``torch.save`` to a
 temporary file in the same folder, fsync, rename), so a kill during the write leaves the previous

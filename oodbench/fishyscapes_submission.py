@@ -1,5 +1,8 @@
 """Fishyscapes test-set submission: the container contract (``docs/benchmarks.md`` §4.2).
 
+(Named ``fishyscapes_submission`` so it is not confused with the dataset adapter
+:mod:`oodbench.datasets.fishyscapes`.)
+
 The organisers run an Apptainer image as ``singularity run --nv --bind {tmp}:/output,{rgb}:/input
 image.simg``; its ``%runscript`` must read every ``/input/DDDD_*.png`` and write
 ``/output/DDDD_anomaly.npy`` (per-pixel score, higher = anomalous, input resolution) and

@@ -1,5 +1,8 @@
 """Safe, strict checkpoint loading for segmenters and RPL (and saving in the same layouts).
 
+(Named ``weights``: it reads and writes released model weights; training checkpoints with optimizer
+and RNG state are :mod:`oodbench.training.checkpointing`.)
+
 Reading (:func:`read_checkpoint`):
 
 * ``*.safetensors`` through :func:`safetensors.torch.load_file`;

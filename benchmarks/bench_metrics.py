@@ -5,7 +5,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_metrics.py --pixels 20e6 100e6 [--skip-sklearn-above 50e6]
 
-For every size the parent process generates one synthetic data set (perf-baselines.md: labels
+For every size the parent process generates one synthetic data set (labels
 2 % anomaly / 10 % void / 88 % inlier; scores ``sigmoid(z)``, ``z ~ N(0, 1)`` for inlier and void,
 ``N(1.8125, 1)`` for anomalies, float32, plus the same scores rounded to float16), stores it in a
 temporary folder and runs each method in a fresh subprocess (one measurement per process):

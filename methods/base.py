@@ -20,12 +20,13 @@ from typing import Any, ClassVar
 
 import torch
 
+from oodbench.errors import OodbenchError
 from oodbench.registry import PluginValidationError, Registry
 
 __all__ = ["Method", "PostHocMethod", "METHODS", "UntrainedMethodError", "build", "register_method"]
 
 
-class UntrainedMethodError(ValueError):
+class UntrainedMethodError(OodbenchError, ValueError):
     """The method's weights come from nowhere (random or unfitted); the message names what is missing."""
 
 

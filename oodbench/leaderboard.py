@@ -10,14 +10,13 @@ rows scored with untrained weights (``--allow-untrained``) are marked unmistakab
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
 from .results import Result, default_fpr_rule, load_results
 
-__all__ = ["METRIC_COLUMNS", "load", "to_frame", "render_markdown", "write_markdown"]
+__all__ = ["METRIC_COLUMNS", "load", "to_frame", "render_markdown"]
 
 #: metric key -> (column title, higher is better, shown in percent)
 METRIC_COLUMNS: dict[str, tuple[str, bool, bool]] = {
@@ -166,11 +165,3 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool) -> list[str]:
         parts.append("")
     return parts
 
-
-def write_markdown(results_dir: str | os.PathLike, out: str | os.PathLike | None = None, **kw) -> str:
-    text = render_markdown(load(results_dir), **kw)
-    if out is not None:
-        from .atomic import atomic_write_text
-
-        atomic_write_text(Path(out), text)
-    return text

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from oodbench.errors import OodbenchError
+
 from .atomic import atomic_write_json
 
 if TYPE_CHECKING:
@@ -104,7 +106,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 REQUIRED_FIELDS = ("method", "dataset", "benchmark", "protocol", "protocol_version", "metrics", "num_frames")
 
 
-class RecordError(ValueError):
+class RecordError(OodbenchError, ValueError):
     """A result record file is unreadable or invalid; the message names the file and the field."""
 
 
@@ -172,7 +174,7 @@ class Result:
         return cls(
             method=method, dataset=split.name, benchmark=split.benchmark, protocol=ev.protocol,
             protocol_version=ev.protocol_version, metrics=dict(ev.metrics), num_frames=int(ev.num_frames),
-            fpr_rule=ev.fpr_rule, synthetic=bool(getattr(split, "synthetic", False)), untrained=bool(untrained),
+            fpr_rule=ev.fpr_rule, synthetic=bool(split.synthetic), untrained=bool(untrained),
             hparams=dict(hparams or {}), checkpoint_sha256=checkpoint_sha256, plugin=dict(plugin or {}),
             data_fingerprint=ev.data_fingerprint, data_root=str(split.root), predictions=str(predictions),
             device=device or platform.processor() or platform.machine(),
@@ -379,7 +381,3 @@ def _names_oodbench(pyproject: Path) -> bool:
         return tomllib.loads(text).get("project", {}).get("name") == "oodbench"
     except ValueError:
         return False
-
-
-def dumps(result: Result) -> str:
-    return json.dumps(result.to_dict(), indent=2)

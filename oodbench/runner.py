@@ -17,16 +17,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from oodbench.errors import OodbenchError
+
 from .evaluate import evaluate_split
 from .results import Result, save_result
 from .segmenters.base import IMAGENET_MEAN, IMAGENET_STD
 from .segmenters.inference import autocast
 from .store import PredictionStore, config_digest
 
-__all__ = ["RunConfig", "predict_split", "run_method", "IMAGENET_MEAN", "IMAGENET_STD", "StaleRunError"]
+__all__ = ["RunConfig", "predict_split", "run_method", "StaleRunError"]
 
 
-class StaleRunError(ValueError):
+class StaleRunError(OodbenchError, ValueError):
     """Stored predictions were produced by a different method configuration."""
 
 
@@ -247,7 +249,7 @@ def run_method(
     """``oodbench run``: build the method once, then predict/store/evaluate every split."""
     from .methods import METHODS, UntrainedMethodError, build
 
-    from .distributed import barrier, gather_objects, init_distributed, make_reducer, shard
+    from .sharding import barrier, gather_objects, init_distributed, make_reducer, shard
 
     ctx = init_distributed(cfg.device)
     cfg = RunConfig(**{**cfg.__dict__, "device": str(ctx.device),

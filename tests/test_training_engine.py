@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from oodbench.training.checkpoint import (
+from oodbench.training.checkpointing import (
     CheckpointError, find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
 )
 from oodbench.training.config import EngineConfig, add_dataclass_arguments, config_from_namespace, config_to_dict

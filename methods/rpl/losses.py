@@ -1,6 +1,6 @@
 r"""RPL and CoroCL training losses (exactly as the official code computes them).
 
-Notation (rpl-official.md §4): :math:`z` = ``out2`` (logits with the RPL residual), :math:`z^0` =
+Notation (docs/rpl-official.md §4): :math:`z` = ``out2`` (logits with the RPL residual), :math:`z^0` =
 ``out1`` (frozen closed-set logits), :math:`y` the mixed label map; :math:`\Omega_{ood} = \{y=254\}`
 (pasted objects), :math:`\Omega_{in} = \{y \notin \{254, 255\}\}`.
 
@@ -32,7 +32,7 @@ detached row maximum, positives :math:`M_{ij} = [l_i = l_j]` without self-pairs,
     \log p_{ij} = s_{ij} - \ln\Big(e^{s_{ij}} + \sum_{k \in neg(i)} e^{s_{ik}}\Big),\qquad
     L_{CoroCL} = -\frac{1}{2N}\sum_i \frac{\sum_j M_{ij}\log p_{ij}}{\sum_j M_{ij}}
 
-with :math:`\tau = 0.10` and no extra :math:`\tau/\tau_{base}` factor (dossier §4.2 step 9).
+with :math:`\tau = 0.10` and no extra :math:`\tau/\tau_{base}` factor (docs/rpl-official.md §4.2 step 9).
 Pool sampling is ``randperm(|pool|)[:N]`` per pool in the order city-OoD, city-inlier, COCO-OoD,
 COCO-inlier, from ``generator``; :class:`DistributedPoolSampler` draws the same indices over the
 concatenation of every rank's pools (rank order), so N ranks sample exactly what one process

@@ -1,7 +1,7 @@
 r"""The ``rpl`` method: anomaly = blurred free energy of the RPL logits, segmentation = closed-set logits.
 
 Inference (``yyliu01/RPL:rpl_corocl.code/valid.py`` ``compute_anomaly_score(mode='energy')``;
-``rpl-official.md`` §7, §12.12): with ``out1, out2, _ = RPLNet(x)``
+``docs/rpl-official.md`` §7, §12.12): with ``out1, out2, _ = RPLNet(x)``
 
 .. math::
     s(x) = \mathrm{GaussianBlur}_{k=7,\sigma=1,\text{reflect}}\Big(-\log\sum_{c=1}^{19} e^{\text{out2}_c}\Big)
@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from oodbench.errors import UsageError
 from oodbench.segmenters.base import CITYSCAPES_LABEL_IDS
 
 from ..base import Method, register_method
@@ -75,7 +76,7 @@ class RPL(Method):
         super().__init__()
         from oodbench import segmenters
 
-        from .checkpoint import describe_missing_rpl, has_projector, is_rpl_state, load_rpl_state, read_rpl_state
+        from .weights import describe_missing_rpl, has_projector, is_rpl_state, load_rpl_state, read_rpl_state
         from .model import RPLNet
 
         self.segmenter_name = segmenter
@@ -165,7 +166,7 @@ class RPL(Method):
         from .train import RPLTrainConfig, train_rpl
 
         if config is None:
-            raise ValueError("rpl.fit needs a training config (RPLTrainConfig or a dict of its fields)")
+            raise UsageError("rpl.fit needs a training config (RPLTrainConfig or a dict of its fields)")
         if isinstance(config, dict):
             config = RPLTrainConfig(**config)
         self.last_fit = train_rpl(config, model=self.net, **kwargs)

@@ -3,7 +3,7 @@ r"""The RPL network: a trainable residual block on a frozen DeepLabV3+ (``RPLNet
 Reference: Liu et al., "Residual Pattern Learning for Pixel-wise Out-of-Distribution Detection in
 Semantic Segmentation", ICCV 2023; ``yyliu01/RPL:rpl_corocl.code/model/wide_network.py``
 (``ResidualAnomalyBlock``, ``ProjectionHead``, ``DeepWV3Plus.forward``) as described in
-``rpl-official.md`` §3 and §12.
+``docs/rpl-official.md`` §3 and §12.
 
 With the segmenter decomposition of :mod:`oodbench.segmenters.base` (``deep`` = backbone output,
 ``dec0`` = the decoder input, ``final`` = the shared frozen head ``classify``):

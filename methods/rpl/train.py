@@ -1,6 +1,6 @@
 """RPL+CoroCL training (``oodbench train --method rpl``; ``torchrun ... -m oodbench.methods.rpl.train``).
 
-One step (``yyliu01/RPL:rpl_corocl.code/engine/trainer.py``; rpl-official.md §3-§6):
+One step (``yyliu01/RPL:rpl_corocl.code/engine/trainer.py``; docs/rpl-official.md §3-§6):
 
 1. batch = ``b`` city-mix crops (COCO objects pasted, label 254) + their ``b`` COCO context crops
    (:mod:`.data`), ``b`` per rank;
@@ -47,6 +47,7 @@ from typing import Any, Sequence
 
 import torch
 
+from oodbench.errors import CheckpointError, UsageError
 from oodbench.training.config import EngineConfig, add_dataclass_arguments, config_from_namespace
 from oodbench.training.device import autocast, maybe_channels_last
 from oodbench.training.distributed import DistContext, barrier, cleanup_distributed, global_sum, unwrap, wrap_ddp
@@ -104,7 +105,7 @@ def _roots(cfg: RPLTrainConfig) -> tuple[Path, Path]:
     city = cfg.cityscapes_root or cfg.data_root
     coco = cfg.coco_root or cfg.data_root
     if city is None or coco is None:
-        raise ValueError("train --method rpl: pass --data-root (holding cityscapes/ and coco/) "
+        raise UsageError("train --method rpl: pass --data-root (holding cityscapes/ and coco/) "
                          "or both --cityscapes-root and --coco-root")
     return Path(city), Path(coco)
 
@@ -133,7 +134,7 @@ class RPLTrainer(Trainer):
         from .model import RPLNet
 
         if self.cfg.checkpoint is None:
-            raise ValueError("train --method rpl: --checkpoint (closed-set weights of the segmenter) is required")
+            raise UsageError("train --method rpl: --checkpoint (closed-set weights of the segmenter) is required")
         seg = segmenters.build(self.cfg.segmenter, checkpoint=self.cfg.checkpoint)
         return RPLNet(seg, projector=self.cfg.corocl_weight > 0)
 
@@ -164,7 +165,7 @@ class RPLTrainer(Trainer):
         self.recipe = recipe(cfg.reference_quirks)
         self.iters_per_epoch = EpochBatchSampler.batches_per_epoch(len(self.train_set), cfg.batch_size, ctx.world_size)
         if self.iters_per_epoch < 1:
-            raise ValueError(f"{len(self.train_set)} Cityscapes images < one global batch of "
+            raise UsageError(f"{len(self.train_set)} Cityscapes images < one global batch of "
                              f"{cfg.batch_size} x {ctx.world_size}")
         self.schedule = PolySchedule(self.optimizer, self.total_iters, cfg.poly_power,
                                      off_by_one=self.recipe.lr_off_by_one)
@@ -184,7 +185,7 @@ class RPLTrainer(Trainer):
         if cfg.data_root is None:
             if choice == "auto":
                 return None
-            raise ValueError("--val-splits needs --data-root (where the labelled splits live)")
+            raise UsageError("--val-splits needs --data-root (where the labelled splits live)")
         if choice in ("auto", "all"):
             names, _missing = find_available(cfg.data_root)
             if not names:
@@ -247,7 +248,7 @@ class RPLTrainer(Trainer):
 
     def load_payload(self, payload: dict[str, Any]) -> None:
         if "model" not in payload or "optimizer" not in payload:
-            raise ValueError(f"RPL checkpoint lacks 'model'/'optimizer' (has {sorted(payload)})")
+            raise CheckpointError(f"RPL checkpoint lacks 'model'/'optimizer' (has {sorted(payload)})")
         self.load_model_state(unwrap(self.model), payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
 
@@ -262,7 +263,7 @@ class RPLTrainer(Trainer):
                 with torch.no_grad():
                     out = self.validator(net, iteration)
             finally:
-                net.train()  # re-applies the frozen/eval split (rpl-official.md §12.5)
+                net.train()  # re-applies the frozen/eval split (docs/rpl-official.md §12.5)
         barrier(self.ctx)
         return out
 

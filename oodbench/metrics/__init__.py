@@ -32,6 +32,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._base import Accumulator, MetricInputError, StateError
 from ._binned import FrameCollector
 from ._curves import FPR_RULES
@@ -79,7 +81,7 @@ def build_protocol(name: str, **kwargs: Any) -> Accumulator:
     try:
         cls = _PIXEL_PROTOCOLS[name]
     except KeyError:
-        raise ValueError(f"unknown protocol {name!r}; available: {sorted(PROTOCOLS)}") from None
+        raise UsageError(f"unknown protocol {name!r}; available: {sorted(PROTOCOLS)}") from None
     return cls(**kwargs)
 
 
@@ -104,7 +106,7 @@ def pixel_metrics(scores: Any, labels: Any, protocol: str = "exact",
     """
     kwargs = {} if fpr_rule is None else {"fpr_rule": fpr_rule}
     if protocol == "smiyc" and fpr_rule not in (None, "first_tpr_ge"):
-        raise ValueError("protocol 'smiyc' defines FPR95 as 'first_tpr_ge'")
+        raise UsageError("protocol 'smiyc' defines FPR95 as 'first_tpr_ge'")
     acc = build_protocol(protocol, **({} if protocol == "smiyc" else kwargs))
     if _is_single(scores) and _is_single(labels):
         pairs: Sequence = [(scores, labels)]

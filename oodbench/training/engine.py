@@ -42,7 +42,7 @@ import torch
 
 from oodbench.atomic import atomic_path, atomic_write_json
 
-from .checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpointing import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import EngineConfig, config_to_dict
 from .distributed import DistContext, barrier, init_distributed
 from .logs import CSVLogger, TensorBoardLogger, progress

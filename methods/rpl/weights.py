@@ -1,7 +1,10 @@
 """Loading and saving RPL checkpoints (official ``rev3.pth``/``res.pth`` layout, and ours).
 
+(Named ``weights`` like :mod:`oodbench.segmenters.weights`, whose safe reader it uses; resumable
+training state is :mod:`oodbench.training.checkpointing`.)
+
 Two kinds of file are accepted (both through the safe reader of
-:mod:`oodbench.segmenters.checkpoint`: ``torch.load(weights_only=True)`` or safetensors):
+:mod:`oodbench.segmenters.weights`: ``torch.load(weights_only=True)`` or safetensors):
 
 * an **RPL checkpoint**: ``{'model': state_dict}`` with ``branch1.``-prefixed keys including
   ``branch1.residual_block.*`` (what the official engine saves, ``engine.py`` ``save_checkpoint``;
@@ -20,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from oodbench.segmenters.checkpoint import (
+from oodbench.segmenters.weights import (
     CheckpointError,
     LoadReport,
     extract_state_dict,

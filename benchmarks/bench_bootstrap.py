@@ -108,7 +108,7 @@ def run(frames: int, real_frames: int, h: int, w: int, replicates: int, seed: in
         big = replicate_collector(cols[tag], frames)
         binned, sec, peak = timed(big.binned)
         steps[f"collector {tag}: bin {frames} frames"] = {"s": sec, "peak_mib": peak}
-        res, sec, peak = timed(lambda: bootstrap_ci(binned, n=replicates, seed=0))
+        res, sec, peak = timed(lambda b=binned: bootstrap_ci(b, n=replicates, seed=0))
         steps[f"collector {tag}: {replicates} replicates"] = {"s": sec, "peak_mib": peak}
         out[f"ci_{tag}"] = res.ci
     big_s = replicate_smiyc(smiyc, frames)

@@ -14,7 +14,7 @@ frames (exceptions are named in each class):
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import sparse

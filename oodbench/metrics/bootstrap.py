@@ -39,6 +39,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from ..errors import UsageError
 from ._binned import BinnedFrames, FrameCollector, binned_curve_metrics
 from ._resample import resampler
 
@@ -84,18 +85,18 @@ def _num(x: float) -> float | None:
 
 def _check(n: int, level: float, method: str) -> None:
     if int(n) < 1 or int(n) != n:
-        raise ValueError(f"bootstrap: n must be a positive integer, got {n!r}")
+        raise UsageError(f"bootstrap: n must be a positive integer, got {n!r}")
     if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"bootstrap: level must lie strictly between 0 and 1, got {level!r}")
+        raise UsageError(f"bootstrap: level must lie strictly between 0 and 1, got {level!r}")
     if method not in METHODS:
-        raise ValueError(f"bootstrap: method must be one of {METHODS}, got {method!r}")
+        raise UsageError(f"bootstrap: method must be one of {METHODS}, got {method!r}")
 
 
 def frame_weights(n: int, num_frames: int, seed: int) -> np.ndarray:
     """``n x num_frames`` frame multiplicities (each row sums to ``num_frames``), one multinomial
     draw per replicate from ``numpy.random.default_rng(seed)``."""
     if num_frames < 1:
-        raise ValueError("bootstrap: no frames to resample")
+        raise UsageError("bootstrap: no frames to resample")
     rng = np.random.default_rng(seed)
     return rng.multinomial(num_frames, np.full(num_frames, 1.0 / num_frames), size=int(n))
 

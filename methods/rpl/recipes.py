@@ -19,8 +19,8 @@ Recipes (rpl-official.md §5, §6, §12.10):
   Cityscapes not shuffled, the 0.5 paste scale listed twice, the inclusive crop bound, the LR set
   one step late, a per-epoch COCO subset: ``reference_quirks``), 40 epochs (its config);
 * ``paper`` -- the run behind the published numbers: ``reference`` with 80 epochs (the authors'
-  run, yyliu01/RPL#9), validation every 185 iterations from epoch 5 on on the labelled validation
-  splits found, and the best checkpoint per split kept (``--select *:auprc``; the released code
+  run, yyliu01/RPL#9), validation every 185 iterations from epoch 5 on on those of the released
+  code's five validation splits that are found (``--val-splits paper``), and the best checkpoint per split kept (``--select *:auprc``; the released code
   kept every validated ``iter_N.pth``: add ``--max-iter-ckpts all`` for that, ~160 files of
   ~0.7 GB on WRN38);
 * ``oodbench`` (default) -- what the paper's text describes (flip 0.5, shuffled, the five paste
@@ -48,7 +48,7 @@ __all__ = ["RECIPES", "DEFAULT_RECIPE", "RECIPE_HELP", "load_experiment", "resol
 RECIPES: dict[str, dict[str, Any]] = {
     "reference": {"amp": False, "amp_cpu": False, "reference_quirks": True, "epochs": 40},
     "paper": {"amp": False, "amp_cpu": False, "reference_quirks": True, "epochs": 80, "val_every": 185,
-              "val_from_epoch": 5, "val_splits": "auto", "select": "*:auprc"},
+              "val_from_epoch": 5, "val_splits": "paper", "select": "*:auprc"},
     "oodbench": {"amp": True, "reference_quirks": False, "epochs": 40},
 }
 DEFAULT_RECIPE = "oodbench"

@@ -109,7 +109,7 @@ class RPLTrainConfig(EngineConfig):
     residual_dropout: float | None = field(default=None, metadata={"help": "override the dropout probability inside the residual block (VainF-family ASPP: 0.1; WRN38 has none); masks are drawn per rank, so only 0 makes N ranks match 1 process exactly"})
     find_unused_parameters: bool = field(default=True, metadata={"runtime": True, "help": "DDP find_unused_parameters (the projector idles on RPL-only steps)"})
     validator: Any = field(default=None, metadata={"runtime": True, "cli": False, "help": "callable(model, iteration) -> dict"})
-    val_splits: str = field(default="auto", metadata={"runtime": True, "help": "labelled anomaly splits under --data-root to monitor every --val-every iterations and at the end: 'auto' (all found), 'none', or comma-separated names"})
+    val_splits: str = field(default="auto", metadata={"runtime": True, "help": "labelled anomaly splits under --data-root to monitor every --val-every iterations and at the end: 'auto' (all found), 'paper' (those found of the released code's five: FS Static/L&F val, SMIYC anomaly/obstacle val, RoadAnomaly), 'none', or comma-separated names"})
     val_max_frames: int | None = field(default=None, metadata={"runtime": True, "help": "at most this many frames per validation split"})
     epochs: int = field(default=40, metadata={"help": "epochs (40 in the official config, 80 in the authors' reported run)"})
     ckpt_every: int = field(default=185, metadata={"runtime": True, "help": "iterations between checkpoints (the reference's eval_iter)"})
@@ -138,6 +138,11 @@ class RPLTrainConfig(EngineConfig):
     extra_short_side: int | None = field(default=1024, metadata={"help": (
         "rescale extra-set images to this shorter side before cropping (1024 = Cityscapes' height, so objects "
         "keep the Cityscapes scale); 0 keeps their size")})
+
+
+#: the validation sets of the released trainer (rpl-official.md §6, ``valid.py``), in its order
+PAPER_VAL_SPLITS = ("smiyc-anomaly-val", "smiyc-obstacle-val", "fishyscapes-static-val", "fishyscapes-laf-val",
+                    "road-anomaly")
 
 
 def _roots(cfg: RPLTrainConfig) -> tuple[Path, Path]:
@@ -268,8 +273,10 @@ class RPLTrainer(Trainer):
             if choice == "auto":
                 return None
             raise ValueError("--val-splits needs --data-root (where the labelled splits live)")
-        if choice in ("auto", "all"):
+        if choice in ("auto", "all", "paper"):
             names, _missing = find_available(cfg.data_root)
+            if choice == "paper":  # the released code's five validation sets, those found
+                names = [n for n in PAPER_VAL_SPLITS if n in names]
             if not names:
                 if self.ctx.is_main:
                     print(f"train-rpl: no labelled anomaly split under {cfg.data_root}; no validation", file=sys.stderr)

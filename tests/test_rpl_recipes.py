@@ -161,3 +161,12 @@ def test_experiment_tables_name_published_entries():
     for path in FILES:
         for t in tomllib.loads(path.read_text())["experiment"]["tables"]:
             assert t in known, (path.name, t)
+
+
+def test_experiments_readme_table_is_up_to_date(script):
+    """experiments/README.md's table is rendered from the files and published.json (tools/update_experiments_readme.py)."""
+    tool = script("tools/update_experiments_readme.py")
+    assert tool.update(check=True), "run: python tools/update_experiments_readme.py"
+    table = tool.render()
+    assert all(f"`{p.name}`" in table for p in FILES)
+    assert "FS-L&F 70.61 / 2.52" in table  # the paper's headline row (Table 2 WRN38 after = Table 3 row 4)

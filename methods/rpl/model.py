@@ -113,7 +113,10 @@ class ResidualBlock(nn.Module):
             self.add_module(residual_name(name), copy.deepcopy(module))
         ctx, dec = segmenter.context_channels, segmenter.decoder_channels
         self.atten_aspp_final = nn.Conv2d(ctx, dec, 1, bias=False)
-        self.proj_head = ProjectionHead(ctx, embed_dim or dec, projector_kind) if projector else None
+        self.proj_head = None
+        if projector:  # its placeholder init draws nothing from the global RNG, so the projector
+            with torch.random.fork_rng(devices=[]):  # choice cannot shift the RPL head's init below
+                self.proj_head = ProjectionHead(ctx, embed_dim or dec, projector_kind)
 
     def context_copies(self) -> dict[str, nn.Module]:
         """The copies, keyed like ``segmenter.context_modules()``."""

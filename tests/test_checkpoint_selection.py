@@ -180,3 +180,20 @@ def test_ablations_train_on_the_synthetic_benchmark(synth_rpl, options):
     active = [r["corocl_active"] for r in rows]
     assert active == (["0"] * 3 if "--corocl-weight" in options else ["1"] * 3)
     assert all(math.isfinite(float(r["total"])) for r in rows)
+
+
+@pytest.mark.slow
+def test_run_postprocess_flag_wraps_the_method(synth_rpl, capsys):
+    """``oodbench run --postprocess ground-focus`` scores through apply_postprocess; the record says so."""
+    from oodbench.cli import main
+
+    d, root, _, ckpt = synth_rpl
+    common = ["run", "--method", "energy", "--segmenter", "deeplabv3plus_small", "--checkpoint", str(ckpt),
+              "--dataset", "road-anomaly", "--data-root", str(root), "-q"]
+    assert main([*common, "--postprocess", "ground-focus", "--out", str(d / "gf"), "--results", str(d / "gf-res")]) == 0
+    record = json.loads(next((d / "gf-res").glob("energy__road-anomaly__*.json")).read_text())
+    assert record["hparams"]["postprocess"] == "ground-focus" and record["selected_on"] is None
+    capsys.readouterr()
+    assert main([*common, "--postprocess", "sky-focus", "--out", str(d / "x"), "--results", str(d / "x-res")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--postprocess: unknown post-process 'sky-focus'" in err

@@ -114,9 +114,15 @@ class ResidualBlock(nn.Module):
         ctx, dec = segmenter.context_channels, segmenter.decoder_channels
         self.atten_aspp_final = nn.Conv2d(ctx, dec, 1, bias=False)
         self.proj_head = None
-        if projector:  # its placeholder init draws nothing from the global RNG, so the projector
-            with torch.random.fork_rng(devices=[]):  # choice cannot shift the RPL head's init below
-                self.proj_head = ProjectionHead(ctx, embed_dim or dec, projector_kind)
+        if projector:
+            # the paper's head is built as it always was (so its global-RNG draws, and hence the RPL
+            # head's kaiming init that follows in RPLNet.init_from_segmenter, stay as before); any
+            # other architecture or depth is built without touching the global RNG, so the
+            # projector choice cannot shift the RPL head's init
+            self.proj_head = ProjectionHead(ctx, dec, "linear")
+            if projector_kind != "linear" or (embed_dim or dec) != dec:
+                with torch.random.fork_rng(devices=[]):
+                    self.proj_head = ProjectionHead(ctx, embed_dim or dec, projector_kind)
 
     def context_copies(self) -> dict[str, nn.Module]:
         """The copies, keyed like ``segmenter.context_modules()``."""

@@ -270,7 +270,7 @@ class RPLTrainer(Trainer):
         from oodbench.training.validation import make_anomaly_validator
 
         if cfg.data_root is None:
-            if choice == "auto":
+            if choice in ("auto", "paper"):
                 return None
             raise ValueError("--val-splits needs --data-root (where the labelled splits live)")
         if choice in ("auto", "all", "paper"):

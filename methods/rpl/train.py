@@ -253,7 +253,8 @@ class RPLTrainer(Trainer):
         self.validator = cfg.validator if cfg.validator is not None else self._split_validator()
         self.validating = self.validator is not None  # the same on every rank (no barrier mismatch)
         if self.selection.rules and not self.validating:
-            raise ValueError(f"--select {cfg.select}: needs periodic validation (--val-splits, --val-every)")
+            raise ValueError(f"--select {cfg.select}: needs periodic validation (--val-splits, --val-every) and no labelled "
+                             "split was found to validate on; pass --select '' to train without selection")
         named = [r.split for r in self.selection.rules if r.split != "*"]
         if named and self._val_names is not None and set(named) - set(self._val_names):
             raise ValueError(f"--select: split(s) {', '.join(sorted(set(named) - set(self._val_names)))} are not "

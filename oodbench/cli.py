@@ -157,7 +157,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         amp=args.amp, progress=not args.quiet, protocol=args.protocol, fpr_rule=args.fpr_rule,
         allow_untrained=args.allow_untrained, adopt_store=args.adopt_store,
     )
-    results = run_method(args.method, splits, cfg, method_kwargs=kwargs)
+    method = None
+    if args.postprocess not in (None, "none"):
+        from oodbench.methods import apply_postprocess, build
+
+        method = apply_postprocess(build(args.method, **kwargs), args.postprocess)
+    results = run_method(args.method, splits, cfg, method_kwargs=kwargs, method=method)
     _print_results_table(results)
     print(f"result records: {cfg.results_dir}", file=sys.stderr)
     return 0
@@ -281,6 +286,10 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--allow-untrained", action="store_true",
                    help="score a method without trained weights (no --checkpoint, or a segmenter-only file for "
                         "rpl); its records and leaderboard rows are marked untrained")
+    p.add_argument("--postprocess", default=None, metavar="NAME",
+                   help="wrap the method in a post-process: 'ground-focus' (RPL supplementary Table 1: scores outside "
+                        "the road+sidewalk convex hull set to the image minimum); recorded in hparams. Records keep "
+                        "the method's name: give such runs their own --out and --results")
     p.add_argument("--overwrite", action="store_true", help="recompute stored predictions")
     p.add_argument("--adopt-store", action="store_true",
                    help="trust stored frames that carry no configuration record (older oodbench, other "

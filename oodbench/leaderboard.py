@@ -48,6 +48,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
             "fpr_rule": r.effective_fpr_rule,
             "synthetic": bool(r.synthetic),
             "untrained": bool(r.untrained),
+            "selected_on": r.selected_on or "",
             "source": r.notes.get("source", "ours") if isinstance(r.notes, dict) else "ours",
             "num_frames": r.num_frames,
             "plugin": f"{r.plugin.get('distribution', '')} {r.plugin.get('version', '')}".strip(),
@@ -58,7 +59,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
             row[key] = r.metrics.get(key)
         rows.append(row)
     cols = ["dataset", "benchmark", "method", "protocol", "protocol_version", "fpr_rule", "synthetic", "untrained",
-            "source",
+            "selected_on", "source",
             "num_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -81,7 +82,7 @@ def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard") -> st
     if df.empty:
         return f"# {title}\n\n(no results)\n"
     df = df.copy()
-    for col, default in (("fpr_rule", ""), ("untrained", False), ("source", "ours")):
+    for col, default in (("fpr_rule", ""), ("untrained", False), ("source", "ours"), ("selected_on", "")):
         df[col] = df[col].fillna(default) if col in df else default
     parts = [f"# {title}", ""]
     if df["synthetic"].any():
@@ -139,6 +140,9 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool) -> list[str]:
     for _, r in order.iterrows():
         untrained = bool(r["untrained"])
         row = [f"{r['method']} {UNTRAINED_MARK}" if untrained else r["method"]]
+        if r["selected_on"]:  # numbers of a checkpoint chosen on a validation split (this one, or another)
+            row[0] += (" (checkpoint selected on this split)" if r["selected_on"] == r["dataset"]
+                       else f" (checkpoint selected on {r['selected_on']})")
         if has_source:
             src = r["source"]
             if src == "ours":

@@ -297,6 +297,7 @@ def run_method(
             ev, split, method=method_name, hparams=fp["hparams"], checkpoint_sha256=fp["checkpoint_sha256"],
             plugin=METHODS.get(method_name).provenance, untrained=untrained is not None, predictions=cfg.out,
             device=str(cfg.device), wall_time_s=time.perf_counter() - t0, notes=notes,
+            selected_on=getattr(method, "selected_on", None),  # a checkpoint chosen on a validation split
         )
         if ctx.is_main:
             save_result(result, cfg.results_dir)

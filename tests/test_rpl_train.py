@@ -12,7 +12,7 @@ from PIL import Image
 from oodbench import segmenters
 from oodbench.methods.rpl.data import FIXED, REFERENCE, OutlierExposureSet, load_coco_pair, paste_object
 from oodbench.methods.rpl.model import RPLNet
-from oodbench.methods.rpl.train import RPLTrainConfig, add_train_parser, train_rpl
+from oodbench.methods.rpl.train import RPLTrainConfig, add_train_parser, resolve_from_args, train_rpl
 from oodbench.training.logs import read_csv_log
 
 from _helpers import TinyCity
@@ -182,10 +182,11 @@ def test_cli_parser_defaults_follow_the_paper():
     add_train_parser(parser.add_subparsers())
     args = parser.parse_args(["train", "--method", "rpl", "--segmenter", "deeplabv3plus_small",
                               "--checkpoint", "c.pth", "--data-root", "R"])
-    assert (args.lr, args.head_lr_mult, args.poly_power, args.batch_size, args.crop_size, args.epochs) == (
+    cfg, _sources = resolve_from_args(args)
+    assert (cfg.lr, cfg.head_lr_mult, cfg.poly_power, cfg.batch_size, cfg.crop_size, cfg.epochs) == (
         7.5e-5, 10.0, 0.9, 8, (700, 700), 40)
-    assert (args.tau, args.max_views, args.energy_weight, args.corocl_weight) == (0.1, 512, 0.05, 1.0)
-    assert args.reference_quirks is False and callable(args.func)
+    assert (cfg.tau, cfg.max_views, cfg.energy_weight, cfg.corocl_weight) == (0.1, 512, 0.05, 1.0)
+    assert cfg.reference_quirks is False and callable(args.func)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -19,3 +19,32 @@ class TinyCity:
         lab = rng.integers(0, 19, (self.h, self.w)).astype(np.uint8)
         lab[:3] = 255
         return img, lab
+
+
+def rpl_net(projector: bool = True):
+    """A seeded RPL+CoroCL network on the small segmenter."""
+    import torch
+
+    from oodbench import segmenters
+    from oodbench.methods.rpl.model import RPLNet
+
+    torch.manual_seed(0)
+    return RPLNet(segmenters.build("deeplabv3plus_small"), projector=projector)
+
+
+def rpl_train_config(out, **kw):
+    """A tiny RPL training configuration (32x32 crops, batch 2, 2 epochs of :class:`TinyCity` (6))."""
+    from oodbench.methods.rpl.train import RPLTrainConfig
+
+    base = dict(out_dir=str(out), segmenter="deeplabv3plus_small", crop_size=(32, 32), batch_size=2, epochs=2,
+                ckpt_every=2, num_workers=0, progress=False, seed=3, max_views=64)
+    base.update(kw)
+    return RPLTrainConfig(**base)
+
+
+def rpl_train(out, coco, net=None, **kw):
+    """Train RPL+CoroCL on ``TinyCity(6)`` and ``coco`` pairs (see :func:`rpl_train_config`)."""
+    from oodbench.methods.rpl.train import train_rpl
+
+    return train_rpl(rpl_train_config(out, **kw), model=net if net is not None else rpl_net(), city=TinyCity(6),
+                     coco=coco)

@@ -10,25 +10,9 @@ import torch
 
 from oodbench.training.selection import BestTracker, parse_rules
 
-
-def _helpers():
-    """tests/test_rpl_train.py's stand-ins (TinyCity, the coco_pairs fixture, _train), loaded by path
-    (the suite runs with --import-mode=importlib: test modules are not importable by name)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    name = "_oodbench_test_rpl_train_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_rpl_train.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from _helpers import TinyCity, rpl_train as _train
 
 
-_h = _helpers()
-TinyCity, _train, coco_pairs = _h.TinyCity, _h._train, _h.coco_pairs
 
 
 def test_rules_and_directions():
@@ -57,7 +41,7 @@ def _validator(values):
     return validate
 
 
-def test_periodic_validation_keeps_the_best_checkpoint_per_rule(tmp_path, coco_pairs):  # noqa: F811
+def test_periodic_validation_keeps_the_best_checkpoint_per_rule(tmp_path, coco_pairs):
     values = {2: (0.3, 0.5), 4: (0.7, 0.6), 6: (0.5, 0.2), 8: (0.6, 0.9)}
     seen = []
 
@@ -78,7 +62,7 @@ def test_periodic_validation_keeps_the_best_checkpoint_per_rule(tmp_path, coco_p
     assert not all(torch.equal(v, last["model"][k]) for k, v in best_v["model"].items())  # earlier weights
 
 
-def test_selection_survives_resume(tmp_path, coco_pairs):  # noqa: F811
+def test_selection_survives_resume(tmp_path, coco_pairs):
     values = {2: (0.9, 0.5), 4: (0.1, 0.6), 6: (0.5, 0.2)}
     out = tmp_path / "run"
     kw = dict(validator=_validator(values), val_every=2, max_iters=6, select="v:auprc")
@@ -87,12 +71,12 @@ def test_selection_survives_resume(tmp_path, coco_pairs):  # noqa: F811
     assert torch.load(out / "best-v-auprc.pth", weights_only=True)["iteration"] == 2  # 0.5 at 6 does not beat 0.9
 
 
-def test_select_needs_validation_and_known_splits(tmp_path, coco_pairs):  # noqa: F811
+def test_select_needs_validation_and_known_splits(tmp_path, coco_pairs):
     with pytest.raises(ValueError, match="--select \\*:auprc: needs periodic validation"):
         _train(tmp_path / "a", coco_pairs, select="*:auprc", max_iters=1)
 
 
-def test_finetune_from_an_rpl_checkpoint_with_extra_data(tmp_path, coco_pairs, monkeypatch):  # noqa: F811
+def test_finetune_from_an_rpl_checkpoint_with_extra_data(tmp_path, coco_pairs, monkeypatch):
     """--finetune-from loads every weight of an RPL file; --extra-data appends the extra sets to Cityscapes."""
     from oodbench.datasets import extra
     from oodbench.methods.rpl.train import RPLTrainConfig, RPLTrainer

@@ -38,9 +38,11 @@ def test_published_rows_are_marked(tmp_path):
     assert "| rpl " in md and "| ours " in md
     # the RPL+CoroCL row of the official SMIYC AnomalyTrack-test board, typed from
     # benchmarks.md §6.1 (SegmentMeIfYouCan/segment-me-if-you-can:assets/leaderboard.json): AuPRC, FPR95,
-    # sIoU, PPV, mean F1 in %; cells compared without the column padding
+    # sIoU, PPV, mean F1 in %; cells compared without the column padding (one table per protocol:
+    # the protocol is in the table's heading, not a column)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("| RPL+CoroCL ")]
-    assert rows == [["RPL+CoroCL", "published [1]", "smiyc", "83.49", "11.68", "49.77", "29.96", "30.16"]]
+    assert rows == [["RPL+CoroCL", "published [1]", "83.49", "11.68", "49.77", "29.96", "30.16"]]
+    assert "Protocol: smiyc (" in md
     assert "[1] SegmentMeIfYouCan/segment-me-if-you-can:assets/leaderboard.json" in md
     assert "| UNO " in md
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from oodbench import segmenters
-from oodbench.methods.rpl.checkpoint import projector_spec
+from oodbench.methods.rpl.weights import projector_spec
 from oodbench.methods.rpl.losses import (
     DEFAULT_ANCHORS,
     DEFAULT_CONTRAST,
@@ -55,7 +55,7 @@ def test_projector_options_change_only_the_projector(options, proj_keys, depth):
 
 
 def test_rpl_method_loads_every_projector_variant(tmp_path):
-    from oodbench.methods.rpl.checkpoint import save_rpl_checkpoint
+    from oodbench.methods.rpl.weights import save_rpl_checkpoint
     from oodbench.methods.rpl.method import RPL
 
     for options in ({"projector": "mlp-bn", "embed_dim": 64}, {"corocl_weight": 0.0}):
@@ -99,7 +99,7 @@ def test_default_sets_are_the_reference_computation():
     # the reference (rpl-official.md §4.2): N per pool, anchors city OoD+inlier, contrasts anchors + COCO OoD+inlier
     import torch.nn.functional as F
 
-    flat = lambda p: F.normalize(p, dim=1).permute(0, 2, 3, 1).reshape(-1, 5)  # noqa: E731
+    flat = lambda p: F.normalize(p, dim=1).permute(0, 2, 3, 1).reshape(-1, 5)
     ec, eo, lc, lo = flat(city), flat(coco), cg.reshape(-1), og.reshape(-1)
     g = torch.Generator().manual_seed(1)
     pools = [ec[lc == OOD_LABEL], ec[(lc != OOD_LABEL) & (lc != 255)], eo[lo == OOD_LABEL], eo[(lo != OOD_LABEL) & (lo != 255)]]
@@ -128,7 +128,7 @@ def test_anchor_and_contrast_sets_sample_exactly_the_named_pools(anchors, contra
         import torch.nn.functional as F
 
         g = torch.Generator().manual_seed(1)
-        flat = lambda p: F.normalize(p, dim=1).permute(0, 2, 3, 1).reshape(-1, 5)  # noqa: E731
+        flat = lambda p: F.normalize(p, dim=1).permute(0, 2, 3, 1).reshape(-1, 5)
         e, lab = (flat(city), cg.reshape(-1)) if anchors.startswith("city") else (flat(coco), og.reshape(-1))
         ood, inl = e[lab == OOD_LABEL], e[(lab != OOD_LABEL) & (lab != 255)]
         n = min(pools_used)

@@ -12,26 +12,10 @@ from PIL import Image
 from oodbench import segmenters
 from oodbench.methods.rpl.data import FIXED, REFERENCE, OutlierExposureSet, load_coco_pair, paste_object
 from oodbench.methods.rpl.model import RPLNet
-from oodbench.methods.rpl.train import RPLTrainConfig, add_train_parser, resolve_from_args, train_rpl
+from oodbench.methods.rpl.train import add_train_parser, resolve_from_args, train_rpl
 from oodbench.training.logs import read_csv_log
 
-from _helpers import TinyCity
-
-
-def _net(projector: bool = True) -> RPLNet:
-    torch.manual_seed(0)
-    return RPLNet(segmenters.build("deeplabv3plus_small"), projector=projector)
-
-
-def _cfg(out, **kw) -> RPLTrainConfig:
-    base = dict(out_dir=str(out), segmenter="deeplabv3plus_small", crop_size=(32, 32), batch_size=2, epochs=2,
-                ckpt_every=2, num_workers=0, progress=False, seed=3, max_views=64)
-    base.update(kw)
-    return RPLTrainConfig(**base)
-
-
-def _train(out, coco, net=None, **kw):
-    return train_rpl(_cfg(out, **kw), model=net if net is not None else _net(), city=TinyCity(6), coco=coco)
+from _helpers import TinyCity, rpl_net as _net, rpl_train as _train, rpl_train_config as _cfg
 
 
 # ------------------------------------------------------------------------------------ data

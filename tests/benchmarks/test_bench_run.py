@@ -53,7 +53,7 @@ def test_run_end_to_end(benchmark, record, setting, fresh_dir):
 
     def setup():
         work = fresh_dir(f"run{next(counter)}")
-        return (RunConfig(out=work / "out", results_dir=work / "results", device=device, batch_size=1,
+        return (RunConfig(out=work / "out", results_dir=work / "results", device=device, batch_size=1, allow_untrained=True,
                           num_workers=2, progress=False),), {}
 
     results = benchmark.pedantic(lambda cfg: run_method("energy", [split], cfg, method=method), setup=setup,

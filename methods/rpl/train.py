@@ -55,6 +55,7 @@ from oodbench.training.entry import run_entry_point
 from oodbench.training.sampler import EpochBatchSampler, epoch_loader
 from oodbench.training.schedule import PolySchedule
 from oodbench.training.seeding import torch_generator
+from oodbench.training.seeds import add_seeds_argument, run_seeds
 from oodbench.training.syncbn import convert_batchnorm
 
 from .data import OutlierExposureSet, coco_pairs_from_root, recipe
@@ -283,14 +284,16 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--method", default="rpl", choices=["rpl"], help="method to train (default: rpl)")
     add_dataclass_arguments(p, RPLTrainConfig)
+    add_seeds_argument(p)
     p.set_defaults(func=_run_from_args)
     return p
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
-    result = train_rpl(config_from_namespace(RPLTrainConfig, args))
-    state = "stopped" if result.stopped_early else "done"
-    print(f"{state} at iteration {result.iteration}/{result.total_iters}; checkpoint: {result.out_dir / 'last.pth'}")
+    cfg = config_from_namespace(RPLTrainConfig, args)
+    for result in run_seeds(cfg, args.seeds, train_rpl) if getattr(args, "seeds", None) else [train_rpl(cfg)]:
+        state = "stopped" if result.stopped_early else "done"
+        print(f"{state} at iteration {result.iteration}/{result.total_iters}; checkpoint: {result.out_dir / 'last.pth'}")
     return 0
 
 

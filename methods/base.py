@@ -70,6 +70,13 @@ class Method:
         """sha256 of the weights this method loaded, if any."""
         return None
 
+    @property
+    def training_seed(self) -> int | None:
+        """Seed of the training run that produced the loaded weights (stored in checkpoints written
+        by ``oodbench train`` / ``train-segmenter``), ``None`` when unknown; result records carry it
+        so leaderboards can average runs that differ only in it."""
+        return None
+
     def untrained_reason(self) -> str | None:
         """Why this method would score with random or unfitted weights, or ``None`` when it would not.
 
@@ -149,6 +156,10 @@ class PostHocMethod(Method):
     @property
     def checkpoint_sha256(self) -> str | None:
         return getattr(self.model, "checkpoint_sha256", None)
+
+    @property
+    def training_seed(self) -> int | None:
+        return getattr(self.model, "training_seed", None)
 
 
 def _validate_method(name: str, obj: Any) -> None:

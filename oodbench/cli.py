@@ -1,6 +1,7 @@
 """The ``oodbench`` command line.
 
-Core commands live here (``list``, ``run``, ``evaluate``, ``leaderboard``, ``submit``); commands
+Core commands live here (``list``, ``run``, ``evaluate``, ``leaderboard``, ``submit``; ``compare`` in
+:mod:`oodbench.compare`); commands
 owned by other parts of the project (``synth``, ``prepare``, ``download``, ``train``,
 ``train-segmenter``, ``demo``, ``fishyscapes-export``) add their own sub-parsers through the
 ``add_*_parser(subparsers)`` functions listed in :data:`_EXTENSIONS`.
@@ -21,7 +22,7 @@ __all__ = ["main", "build_parser"]
 
 #: sub-commands defined in this module: parsing them needs none of the extension modules below
 #: (which may import torch), so ``main`` does not import those for them or for ``--version``.
-_CORE_COMMANDS = frozenset({"list", "run", "evaluate", "leaderboard", "submit"})
+_CORE_COMMANDS = frozenset({"list", "run", "evaluate", "leaderboard", "submit", "compare"})
 
 #: (module, function) pairs that add sub-commands
 _EXTENSIONS: tuple[tuple[str, str], ...] = (
@@ -143,6 +144,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from oodbench.intervals import spec_from_args
     from oodbench.runner import RunConfig, run_method
 
     splits = _resolve_splits(args, args.dataset)
@@ -156,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, num_workers=args.num_workers, overwrite=args.overwrite,
         amp=args.amp, progress=not args.quiet, protocol=args.protocol, fpr_rule=args.fpr_rule,
         allow_untrained=args.allow_untrained, adopt_store=args.adopt_store,
+        bootstrap=spec_from_args(args),
     )
     method = None
     if args.postprocess not in (None, "none"):
@@ -170,8 +173,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from oodbench.evaluate import evaluate_split
+    from oodbench.intervals import spec_from_args
     from oodbench.results import Result, save_result
     from oodbench.store import PredictionStore
+
+    bootstrap = spec_from_args(args)
 
     splits = _resolve_splits(args, args.dataset)
     if args.fpr_rule is not None:  # a rule the protocol does not define is refused before any pass
@@ -185,16 +191,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         manifest = store.read_run_manifest(split.key) or {}
         ev = evaluate_split(split, store, args.protocol,
                             semantic_label_space=manifest.get("semantic_label_space"),
-                            progress=not args.quiet, fpr_rule=args.fpr_rule)
+                            progress=not args.quiet, fpr_rule=args.fpr_rule, bootstrap=bootstrap)
         plugin = manifest.get("plugin") or _method_provenance(args.method)
         result = Result.from_evaluation(
             ev, split, method=args.method, hparams=manifest.get("hparams", {}),
             checkpoint_sha256=manifest.get("checkpoint_sha256"), plugin=plugin,
             untrained=bool(manifest.get("untrained", False)), predictions=args.predictions,
+            training_seed=manifest.get("training_seed"),
         )
         results.append(result)
         records.append({"dataset": split.name, "method": args.method, "protocol": ev.protocol,
                         "protocol_version": ev.protocol_version, "fpr_rule": ev.fpr_rule, "metrics": ev.metrics})
+        if ev.bootstrap is not None:
+            records[-1].update(ci=ev.ci, bootstrap=ev.bootstrap)
         if args.results:
             save_result(result, args.results)
     if args.json:
@@ -213,7 +222,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         from oodbench.published import merge_published
 
         df = merge_published(df)
-    text = L.render_markdown(df)
+    text = L.render_markdown(df, ci=args.ci)
     if args.out:
         from oodbench.atomic import atomic_write_text
 
@@ -257,6 +266,7 @@ def _add_fpr_rule(p: argparse.ArgumentParser) -> None:
 def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     """The ``oodbench`` parser; ``extensions=False`` leaves out the sub-commands of :data:`_EXTENSIONS`."""
     from oodbench import __version__
+    from oodbench.intervals import add_bootstrap_arguments
 
     parser = argparse.ArgumentParser(
         prog="oodbench", description="Benchmark harness for pixel-wise anomaly segmentation."
@@ -283,6 +293,7 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast: bf16 on CUDA or CPU, fp16 on CUDA only (ignored on CPU)")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
     _add_fpr_rule(p)
+    add_bootstrap_arguments(p)
     p.add_argument("--allow-untrained", action="store_true",
                    help="score a method without trained weights (no --checkpoint, or a segmenter-only file for "
                         "rpl); its records and leaderboard rows are marked untrained")
@@ -305,15 +316,24 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     _add_fpr_rule(p)
     p.add_argument("--json", default=None, help="write metrics JSON here")
     p.add_argument("--results", default=None, help="also write result records here")
+    add_bootstrap_arguments(p)
     _add_common_data(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("leaderboard", help="render markdown leaderboards from result records")
-    p.add_argument("--results", default="leaderboard/results",
-                   help="folder of result records (its top-level *.json; each is validated)")
+    p.add_argument("--results", default=["leaderboard/results"], nargs="+",
+                   help="folder(s) of result records (their top-level *.json; each is validated); records "
+                        "that differ only in the training seed are shown as mean +- std over seeds")
     p.add_argument("--out", default=None)
     p.add_argument("--with-published", action="store_true", help="add published numbers")
+    p.add_argument("--ci", action="store_true",
+                   help="show the records' bootstrap intervals (`oodbench run/evaluate --bootstrap`); bold "
+                        "only where the best interval does not overlap the runner-up's")
     p.set_defaults(func=cmd_leaderboard)
+
+    from oodbench.compare import add_compare_parser
+
+    add_compare_parser(sub)
 
     p = sub.add_parser("submit", help="build an official submission archive")
     p.add_argument("benchmark", choices=["smiyc"])

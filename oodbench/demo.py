@@ -8,7 +8,9 @@ Stages (each cached under ``--out``; a rerun reuses what is done and is nearly i
 4. ``rpl``       -- train RPL+CoroCL on top of the segmenter with outlier exposure;
 5. ``runs``      -- ``msp``, ``energy``, ``maxlogit``, ``entropy`` and ``rpl`` on every labelled
    synthetic split, through the same :func:`oodbench.runner.run_method` path ``oodbench run`` uses;
-6. ``report``    -- the markdown leaderboard, PR/ROC curves per split and anomaly-map overlays.
+6. ``report``    -- the markdown leaderboard (with 95 % frame-bootstrap intervals), a paired
+   comparison of ``rpl`` against the best post-hoc method of each split, PR/ROC curves per split
+   and anomaly-map overlays.
 
 Every output is marked as computed on synthetic data.
 """
@@ -30,6 +32,8 @@ __all__ = ["DemoConfig", "run_demo", "add_demo_parser", "DEMO_METHODS"]
 
 DEMO_METHODS = ("msp", "energy", "maxlogit", "entropy", "rpl")
 SEGMENTER = "deeplabv3plus_small"
+#: bootstrap replicates of the intervals and paired comparisons (seeded with the demo's seed)
+BOOTSTRAP_N = 1000
 
 
 @dataclass
@@ -196,8 +200,11 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
     splits, skipped = resolve_splits(["all"], str(data))
     for split_name, reason in sorted(skipped.items()):
         log(f"oodbench: skipping {split_name}: {reason.splitlines()[0]}")
+    from oodbench.intervals import BootstrapSpec
+
+    spec = BootstrapSpec(n=BOOTSTRAP_N, level=0.95, seed=cfg.seed)
     run_cfg = RunConfig(out=cfg.out / "predictions", results_dir=cfg.out / "results", device=cfg.device,
-                        progress=cfg.progress)
+                        progress=cfg.progress, bootstrap=spec)
 
     def runs() -> None:
         for name in DEMO_METHODS:
@@ -216,7 +223,14 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
 
     def report() -> dict[str, Any]:
         df = L.load(run_cfg.results_dir)
-        text = L.render_markdown(df, title="oodbench demo leaderboard (synthetic benchmark)")
+        text = L.render_markdown(df, title="oodbench demo leaderboard (synthetic benchmark)", ci=True)
+        comparisons = _compare_rpl(df, splits, run_cfg.out, spec)
+        atomic_write_json(cfg.out / "comparisons.json", comparisons)
+        from .compare import render_comparisons
+
+        text += ("\n## Paired comparison: rpl against the best post-hoc method of each split (SYNTHETIC DATA)\n\n"
+                 + "The baseline is the post-hoc method with the highest AuPRC on the split.\n\n"
+                 + render_comparisons(comparisons))
         atomic_write_text(cfg.out / "leaderboard.md", text)
         curves = plot_curves(splits, run_cfg.out, DEMO_METHODS, cfg.out / "plots")
         overlays = plot_overlays(splits, run_cfg.out, ("energy", "rpl"), cfg.out / "plots")
@@ -226,6 +240,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
     summary = {
         "out": str(cfg.out),
         "leaderboard": str(cfg.out / "leaderboard.md"),
+        "comparisons": str(cfg.out / "comparisons.json"),
         "results": str(run_cfg.results_dir),
         "plots": [str(p) for p in rep["curves"] + rep["overlays"]],
         "segmenter_val": seg_info.get("val", {}),
@@ -235,6 +250,21 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
     atomic_write_json(cfg.out / "demo-summary.json", summary)
     print(rep["leaderboard"])
     return summary
+
+
+def _compare_rpl(df: Any, splits: list, predictions: Path, spec: Any) -> list[dict[str, Any]]:
+    """Paired comparison of ``rpl`` against the post-hoc method with the best AuPRC, per split."""
+    from .compare import compare_split
+
+    out = []
+    for split in splits:
+        sub = df[(df["dataset"] == split.name) & (df["protocol"] == split.protocol)]
+        posthoc = sub[sub["method"].isin([m for m in DEMO_METHODS if m != "rpl"])]
+        if posthoc.empty or not (sub["method"] == "rpl").any():
+            continue
+        best = str(posthoc.sort_values(["auprc", "method"], ascending=[False, True])["method"].iloc[0])
+        out.append(compare_split(split, predictions, "rpl", best, spec))
+    return out
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

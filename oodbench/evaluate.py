@@ -20,6 +20,12 @@ never decoded. Pass 2 reuses the (checked) labels and scores pass 1 read while t
 ``reduce`` merges accumulator states across processes between passes (identity in one process;
 ``oodbench.sharding`` passes an all-gather merge), so sharded evaluation gives exactly the
 single-process numbers.
+
+With ``bootstrap`` (a :class:`~oodbench.intervals.BootstrapSpec`) the passes also keep the per-frame
+states of the frame bootstrap (a :class:`~oodbench.metrics.FrameCollector` for the pooled
+``exact`` / ``fishyscapes`` protocols; the SMIYC and StreetHazards accumulators and the SegEval
+components are per frame already), reduced like the accumulators; the output then carries ``ci``,
+``bootstrap`` and the ``frame_states`` (for paired comparisons, :mod:`oodbench.compare`).
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ import numpy as np
 from oodbench.errors import OodbenchError
 
 from .contracts import ContractError, check_labels
+from .intervals import BootstrapSpec, intervals
 from .results import DataFingerprint
 from .store import PredictionError, PredictionStore
 
@@ -67,6 +74,12 @@ class EvaluationOutput:
     notes: dict[str, Any] = field(default_factory=dict)
     #: the FPR95 rule the pixel protocol used (``oodbench.metrics.FPR_RULES``)
     fpr_rule: str = ""
+    #: frame-bootstrap intervals ``{metric: [lo, hi]}`` (empty without ``bootstrap``)
+    ci: dict[str, list[float | None]] = field(default_factory=dict)
+    #: ``{"n", "level", "seed", "unit": "frame", ...}`` of the intervals, ``None`` without them
+    bootstrap: dict[str, Any] | None = None
+    #: the resampled per-frame states by source (``"pixel"``, ``"components"``), in frame order
+    frame_states: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _identity(x: Any) -> Any:
@@ -121,6 +134,7 @@ def evaluate_split(
     progress: bool = True,
     fpr_rule: str | None = None,
     pass2_cache_bytes: int = PASS2_CACHE_BYTES,
+    bootstrap: BootstrapSpec | None = None,
 ) -> EvaluationOutput:
     """Evaluate the predictions in ``store`` for ``split``.
 
@@ -137,6 +151,7 @@ def evaluate_split(
             Official protocols refuse any other rule (``ValueError``); ``exact`` accepts all three.
         pass2_cache_bytes: how much of pass 1's labels and scores may be kept for the component
             pass (frames beyond it are read again); results do not depend on it.
+        bootstrap: also compute frame-bootstrap intervals of the pixel and component metrics.
 
     Raises:
         LabelsHiddenError: the split has no public labels.
@@ -165,6 +180,10 @@ def evaluate_split(
     config = store.check_single_config(split.key, all_ids)
     protocol = protocol or split.protocol
     pixel = M.build_protocol(protocol, **({} if fpr_rule is None else {"fpr_rule": fpr_rule}))
+    # the pooled protocols keep no per-frame state: a collector sits next to them
+    collector = (M.FrameCollector(fpr_rule=pixel.fpr_rule)
+                 if bootstrap is not None and isinstance(pixel, (M.ExactPixelAccumulator,
+                                                                 M.FishyscapesPixelAccumulator)) else None)
     notes: dict[str, Any] = {"predictions_config": config or "unrecorded"}
     want_semantic = split.num_classes is not None
     if want_semantic:
@@ -204,6 +223,8 @@ def evaluate_split(
         scores, labels = _checked(frame, scores, store, split.key)
         fingerprint.update(frame.frame_id, labels)
         pixel.update(scores, labels, frame_id=frame.frame_id)
+        if collector is not None:
+            collector.update(scores, labels, frame_id=frame.frame_id)
         if components is not None and kept_bytes + scores.nbytes + labels.nbytes <= pass2_cache_bytes:
             kept[frame.frame_id] = (scores, labels)
             kept_bytes += scores.nbytes + labels.nbytes
@@ -224,6 +245,9 @@ def evaluate_split(
     pixel = reduce(pixel)
     fingerprint = reduce(fingerprint)
     metrics = dict(pixel.compute())
+    frame_states: dict[str, Any] = {}
+    if bootstrap is not None:
+        frame_states["pixel"] = reduce(collector) if collector is not None else pixel
 
     # pass 2: SMIYC component metrics at the best pixel-F1 threshold of pass 1
     if components is not None:
@@ -239,6 +263,8 @@ def evaluate_split(
             comp.update(scores, labels, frame_id=fid)
         comp = reduce(comp)
         metrics.update(comp.compute())
+        if bootstrap is not None:
+            frame_states["components"] = comp
         notes["component_metrics"] = f"SegEval-{components} @ threshold {thr!r}"
 
     if want_semantic:
@@ -249,6 +275,7 @@ def evaluate_split(
         if sem_map is not None:
             notes["semantic_mapping"] = "cityscapes19 -> split classes (cityscapes_to_semantic)"
 
+    ci, note = intervals(frame_states, bootstrap, metrics) if bootstrap is not None else ({}, None)
     return EvaluationOutput(
         metrics={k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in metrics.items()},
         protocol=protocol,
@@ -258,4 +285,7 @@ def evaluate_split(
         wall_time_s=time.perf_counter() - t0,
         notes=notes,
         fpr_rule=str(getattr(pixel, "fpr_rule", "")),
+        ci=ci,
+        bootstrap=note,
+        frame_states=frame_states,
     )

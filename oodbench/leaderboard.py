@@ -6,17 +6,27 @@
 per column (in bold) is chosen within one protocol, among trained rows. Methods are rows, metrics
 columns with an arrow for the better direction, values in percent; results on synthetic data and
 rows scored with untrained weights (``--allow-untrained``) are marked unmistakably.
+
+Uncertainty (issue #15): records that differ only in the training seed (same method, split,
+protocol, FPR95 rule and hyperparameters; their checkpoints differ) become one row, ``mean ± std``
+over the seeds with the number of seeds shown. ``render_markdown(..., ci=True)`` (``oodbench
+leaderboard --ci``) shows each record's frame-bootstrap interval, ``59.8 [57.5, 62.0]``, and bolds
+the best value of a column only when its interval (``mean ± std`` for seed rows, the value itself
+where there is none) does not overlap the runner-up's; each table says what its intervals are.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
+from typing import Any, Sequence
 
 import pandas as pd
 from tabulate import tabulate
 
-from .results import Result, default_fpr_rule, load_results
+from .results import RecordError, Result, default_fpr_rule, load_results
 
-__all__ = ["METRIC_COLUMNS", "load", "to_frame", "render_markdown"]
+__all__ = ["METRIC_COLUMNS", "load", "to_frame", "render_markdown", "aggregate_seeds"]
 
 #: metric key -> (column title, higher is better, shown in percent)
 METRIC_COLUMNS: dict[str, tuple[str, bool, bool]] = {
@@ -36,9 +46,40 @@ UNTRAINED_NOTE = (f"{UNTRAINED_MARK}: scored with random or unfitted weights (`-
                   "not a result of the method, never in bold.")
 
 
-def to_frame(results: list[Result]) -> pd.DataFrame:
-    rows = []
+def _seed_key(r: Result) -> tuple:
+    return (*r.identity, json.dumps(r.hparams, sort_keys=True, default=str), bool(r.synthetic),
+            bool(r.untrained))
+
+
+def aggregate_seeds(results: Sequence[Result]) -> list[tuple[Result, list[Result]]]:
+    """``(representative, records)`` per leaderboard row: records of one identity that differ only in
+    ``training_seed`` form one row (the representative is the first; ``records`` are all of them).
+
+    Raises:
+        RecordError: records of one identity that are not distinct training seeds of one configuration.
+    """
+    groups: dict[tuple, list[Result]] = {}
     for r in results:
+        groups.setdefault(r.identity, []).append(r)
+    out = []
+    for identity, recs in groups.items():
+        if len(recs) > 1:
+            seeds = [r.training_seed for r in recs]
+            if None in seeds or len(set(seeds)) != len(seeds) or len({_seed_key(r) for r in recs}) != 1:
+                raise RecordError(
+                    f"{len(recs)} records of (method, dataset, protocol, FPR95 rule) = {identity} differ in more "
+                    f"than the training seed (seeds {seeds}); only runs of one configuration with distinct "
+                    "training seeds are averaged -- keep one record per configuration")
+            recs = sorted(recs, key=lambda r: r.training_seed)
+        out.append((recs[0], recs))
+    return out
+
+
+def to_frame(results: list[Result]) -> pd.DataFrame:
+    """One row per record, or per group of records that differ only in the training seed
+    (:func:`aggregate_seeds`: metrics are the mean, ``<metric>_std`` the sample std, ``n_seeds``)."""
+    rows = []
+    for r, recs in aggregate_seeds(results):
         row = {
             "dataset": r.dataset,
             "benchmark": r.benchmark,
@@ -55,19 +96,34 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
             "checkpoint_sha256": r.checkpoint_sha256,
             "git_commit": r.git_commit,
         }
+        row.update(training_seed=r.training_seed, n_seeds=len(recs), ci=None, ci_spec=None)
+        if len(recs) > 1:
+            row.update(checkpoint_sha256=None, training_seed=None)
+        elif r.ci:
+            row.update(ci={k: tuple(v) for k, v in r.ci.items()}, ci_spec=dict(r.bootstrap or {}))
         for key in METRIC_COLUMNS:
-            row[key] = r.metrics.get(key)
+            vals = [x.metrics.get(key) for x in recs]
+            vals = [float(v) for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+            if len(recs) == 1:
+                row[key] = r.metrics.get(key)
+            else:
+                row[key] = sum(vals) / len(vals) if vals else None
+                row[f"{key}_std"] = (math.sqrt(sum((v - row[key]) ** 2 for v in vals) / (len(vals) - 1))
+                                     if len(vals) > 1 else None)
         rows.append(row)
     cols = ["dataset", "benchmark", "method", "protocol", "protocol_version", "fpr_rule", "synthetic", "untrained",
             "selected_on", "source",
-            "num_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit"]
+            "num_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit",
+            "training_seed", "n_seeds", "ci", "ci_spec", *(f"{k}_std" for k in METRIC_COLUMNS)]
     return pd.DataFrame(rows, columns=cols)
 
 
-def load(results_dir: str | os.PathLike = "leaderboard/results") -> pd.DataFrame:
+def load(results_dir: str | os.PathLike | Sequence[str | os.PathLike] = "leaderboard/results") -> pd.DataFrame:
     """The records ``results_dir`` holds (validated, see :func:`~oodbench.results.load_results`) as a
-    DataFrame (metric values as fractions)."""
-    return to_frame(load_results(results_dir))
+    DataFrame (metric values as fractions). Several folders (e.g. one per training seed) are read
+    together; records that differ only in the training seed are averaged (:func:`to_frame`)."""
+    dirs = [results_dir] if isinstance(results_dir, (str, os.PathLike)) else list(results_dir)
+    return to_frame([r for d in dirs for r in load_results(d)])
 
 
 def _fmt(value, percent: bool, bold: bool) -> str:
@@ -77,8 +133,100 @@ def _fmt(value, percent: bool, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
-def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard") -> str:
-    """Markdown with one section per split and one table per (protocol, FPR95 rule) in it."""
+def _interval(r: Any, key: str) -> tuple[float, float] | None:
+    """The row's interval of ``key`` as fractions: ``mean ± std`` for a seed aggregate, else the
+    bootstrap interval (when it has both ends), else ``None``."""
+    if _n_seeds(r) > 1:
+        v, sd = r[key], r.get(f"{key}_std")
+        if v is None or pd.isna(v) or sd is None or pd.isna(sd):
+            return None
+        return (float(v) - float(sd), float(v) + float(sd))
+    ci = r.get("ci")
+    if isinstance(ci, dict) and ci.get(key) is not None:
+        lo, hi = ci[key]
+        if lo is not None and hi is not None:
+            return (float(lo), float(hi))
+    return None
+
+
+def _n_seeds(r: Any) -> int:
+    n = r.get("n_seeds")
+    return 1 if n is None or pd.isna(n) else int(n)
+
+
+def _cell(r: Any, key: str, ci: bool, bold: bool) -> str:
+    """A value cell: ``59.80`` (default), ``59.8 [57.5, 62.0]`` (``ci``), ``59.80 ± 2.10`` (seeds)."""
+    v = r[key]
+    percent = METRIC_COLUMNS[key][2]
+    if _n_seeds(r) <= 1 and not ci:
+        return _fmt(v, percent, bold)
+    if v is None or pd.isna(v):
+        return "-"
+    scale, digits = (100.0 if percent else 1.0), (1 if ci else 2) + (0 if percent else 2)
+    text = f"{scale * v:.{digits}f}"
+    if _n_seeds(r) > 1:
+        sd = r.get(f"{key}_std")
+        if sd is not None and not pd.isna(sd):
+            text += f" ± {scale * sd:.{digits}f}"
+    elif ci:
+        iv = _interval(r, key)
+        if iv is not None:
+            text += f" [{scale * iv[0]:.{digits}f}, {scale * iv[1]:.{digits}f}]"
+    return f"**{text}**" if bold else text
+
+
+def _best_rows(trained: pd.DataFrame, key: str, ci: bool) -> set:
+    """Index labels of the rows shown bold in column ``key``: the best value(s); with ``ci`` only
+    when the best row's interval does not overlap the runner-up's (a row without an interval
+    counts as the point interval of its value)."""
+    _, higher, _ = METRIC_COLUMNS[key]
+    vals = trained[key].dropna()
+    if not len(vals):
+        return set()
+    best = vals.max() if higher else vals.min()
+    top = set(vals.index[vals == best])
+    if not ci:
+        return top
+    if len(top) > 1:
+        return set()  # a tie overlaps by definition
+    if len(vals) == 1:
+        return top
+    (i,) = top
+    rest = vals.drop(i)
+    j = rest.idxmax() if higher else rest.idxmin()
+
+    def span(idx) -> tuple[float, float]:
+        iv = _interval(trained.loc[idx], key)
+        return iv if iv is not None else (float(vals[idx]), float(vals[idx]))
+
+    (blo, bhi), (rlo, rhi) = span(i), span(j)
+    apart = blo > rhi if higher else bhi < rlo
+    return top if apart else set()
+
+
+def _ci_text(sub: pd.DataFrame, ci: bool) -> str:
+    """What the intervals of one table are (empty when it shows none)."""
+    parts = []
+    if ci and "ci_spec" in sub:
+        specs = {json.dumps({k: s.get(k) for k in ("n", "level", "seed", "method", "unit")}, sort_keys=True)
+                 for s in sub["ci_spec"] if isinstance(s, dict) and s}
+        for text in sorted(specs):
+            s = json.loads(text)
+            parts.append(f"[lo, hi] = {100 * s['level']:g} % {s.get('unit') or 'frame'} bootstrap "
+                         f"{s.get('method') or 'percentile'} interval ({s['n']} replicates, seed {s['seed']})")
+    if "n_seeds" in sub and (sub["n_seeds"].fillna(1) > 1).any():
+        parts.append("± = std over training seeds (sample std; n seeds after the method name)")
+    if not parts:
+        return ""
+    bold = " Bold only where the best interval does not overlap the runner-up's." if ci else ""
+    return "Intervals: " + "; ".join(parts) + "." + bold
+
+
+def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard", ci: bool = False) -> str:
+    """Markdown with one section per split and one table per (protocol, FPR95 rule) in it.
+
+    ``ci``: show the records' bootstrap intervals and bold only non-overlapping bests (see module).
+    """
     if df.empty:
         return f"# {title}\n\n(no results)\n"
     df = df.copy()
@@ -108,25 +256,23 @@ def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard") -> st
             if len(groups) > 1:
                 parts.append(f"### Protocol {protocol}{rule_text}")
                 parts.append("")
-            parts += _table(table, rule_text, synthetic)
+            parts += _table(table, rule_text, synthetic, ci)
     return "\n".join(parts)
 
 
-def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool) -> list[str]:
+def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False) -> list[str]:
     """The lines of one table: rows of one split under one protocol and FPR95 rule."""
     parts = []
     bench = sub["benchmark"].iloc[0]
     protocol = sub["protocol"].iloc[0]
     versions = sorted(set(sub["protocol_version"]))
-    parts.append(f"Benchmark: {bench}. Protocol: {protocol} ({', '.join(versions)}){rule_text}.")
+    intervals = _ci_text(sub, ci)
+    parts.append(f"Benchmark: {bench}. Protocol: {protocol} ({', '.join(versions)}){rule_text}."
+                 + (f" {intervals}" if intervals else ""))
     parts.append("")
     metric_keys = [k for k in METRIC_COLUMNS if sub[k].notna().any()]
     trained = sub[~sub["untrained"].astype(bool)]
-    best = {}
-    for k in metric_keys:
-        _, higher, _ = METRIC_COLUMNS[k]
-        vals = trained[k].dropna()
-        best[k] = (vals.max() if higher else vals.min()) if len(vals) else None
+    bold = {k: _best_rows(trained, k, ci) for k in metric_keys}
     headers = ["Method"] + [
         f"{METRIC_COLUMNS[k][0]} {'↑' if METRIC_COLUMNS[k][1] else '↓'}" for k in metric_keys
     ]
@@ -137,12 +283,14 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool) -> list[str]:
     rows = []
     order = (sub.sort_values(metric_keys[0], ascending=not METRIC_COLUMNS[metric_keys[0]][1], na_position="last")
              if metric_keys else sub)
-    for _, r in order.iterrows():
+    for idx, r in order.iterrows():
         untrained = bool(r["untrained"])
         row = [f"{r['method']} {UNTRAINED_MARK}" if untrained else r["method"]]
         if r["selected_on"]:  # numbers of a checkpoint chosen on a validation split (this one, or another)
             row[0] += (" (checkpoint selected on this split)" if r["selected_on"] == r["dataset"]
                        else f" (checkpoint selected on {r['selected_on']})")
+        if _n_seeds(r) > 1:
+            row[0] += f" ({_n_seeds(r)} seeds)"
         if has_source:
             src = r["source"]
             if src == "ours":
@@ -151,9 +299,7 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool) -> list[str]:
                 n = footnotes.setdefault(src, len(footnotes) + 1)
                 row.append(f"published [{n}]")
         for k in metric_keys:
-            v = r[k]
-            is_best = not untrained and best[k] is not None and v is not None and not pd.isna(v) and v == best[k]
-            row.append(_fmt(v, METRIC_COLUMNS[k][2], is_best))
+            row.append(_cell(r, k, ci, not untrained and idx in bold[k]))
         rows.append(row)
     parts.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
     parts.append("")

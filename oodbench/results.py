@@ -5,7 +5,10 @@ tell two numbers apart later: oodbench version and git commit, method hyperparam
 sha256, whether the weights were trained (``untrained``), the split a selected checkpoint was chosen
 on (``selected_on``: its numbers on that split are not held-out), which distribution provided the method
 (plugins), a fingerprint of the evaluated data (frame ids and decoded-label hashes), whether the
-data was synthetic, device and wall time.
+data was synthetic, device and wall time. Records may carry frame-bootstrap intervals of their metrics
+(``ci``: ``{metric: [lo, hi]}``, with ``bootstrap``: ``{"n", "level", "seed", "unit", ...}``) and the
+seed the method's weights were trained with (``training_seed``; leaderboards average records that
+differ only in it).
 
 Provenance (version, commit, device, time) is stamped once, by :meth:`Result.from_evaluation`,
 when a record is created; a record read back is exactly what was written (read -> write is
@@ -40,7 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["Result", "RecordError", "DataFingerprint", "save_result", "load_results", "result_filename",
            "validate_record", "default_fpr_rule", "git_commit", "REQUIRED_FIELDS"]
 
-#: 2: ``fpr_rule`` and ``untrained`` fields; the protocol in the file name; 3: ``selected_on``
+#: 2: ``fpr_rule`` and ``untrained`` fields; the protocol in the file name
+#: 3: ``selected_on``, ``ci``, ``bootstrap`` and ``training_seed`` fields
 SCHEMA_VERSION = 3
 
 
@@ -102,6 +106,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "plugin": (dict,), "data_fingerprint": (str,), "data_root": (str,), "predictions": (str,),
     "device": (str,), "wall_time_s": (int, float, type(None)), "oodbench_version": (str,),
     "git_commit": (str, type(None)), "created": (str,), "notes": (dict,), "schema_version": (int,),
+    "ci": (dict,), "bootstrap": (dict, type(None)), "training_seed": (int, type(None)),
 }
 #: fields a record cannot do without (the others have defaults, e.g. in records of older versions)
 REQUIRED_FIELDS = ("method", "dataset", "benchmark", "protocol", "protocol_version", "metrics", "num_frames")
@@ -143,6 +148,12 @@ class Result:
     git_commit: str | None = None
     created: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
+    #: frame-bootstrap intervals ``{metric: [lo, hi]}`` (fractions, like ``metrics``); empty: none
+    ci: dict[str, list[float | None]] = field(default_factory=dict)
+    #: how ``ci`` was computed (``n``, ``level``, ``seed``, ``unit``, notes); ``None`` without ``ci``
+    bootstrap: dict[str, Any] | None = None
+    #: seed of the training run that produced the weights (from the checkpoint), if known
+    training_seed: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
@@ -161,6 +172,7 @@ class Result:
         wall_time_s: float | None = None,
         notes: dict[str, Any] | None = None,
         selected_on: str | None = None,
+        training_seed: int | None = None,
     ) -> "Result":
         """The record of one evaluation, with provenance stamped now (the one place records are made).
 
@@ -173,6 +185,7 @@ class Result:
             wall_time_s: default: the evaluation's own wall time.
             notes: default: the evaluation's notes.
             selected_on: the split the method's checkpoint was selected on (``method.selected_on``).
+            training_seed: the seed the method's checkpoint was trained with (``None``: unknown).
         """
         from . import __version__
 
@@ -188,6 +201,9 @@ class Result:
             oodbench_version=__version__, git_commit=git_commit(),
             created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
             notes=dict(ev.notes if notes is None else notes),
+            ci={k: list(v) for k, v in (getattr(ev, "ci", None) or {}).items()},
+            bootstrap=dict(ev.bootstrap) if getattr(ev, "bootstrap", None) else None,
+            training_seed=None if training_seed is None else int(training_seed),
         )
 
     @property
@@ -259,6 +275,42 @@ def validate_record(d: Any, source: str = "result record") -> None:
                 raise bad(where, f"must be a fraction in [0, 1], got {value!r}")
         elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
             raise bad(where, f"must be a number or a string, got {json.dumps(value)[:40]}")
+    _validate_intervals(d, bad)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _validate_intervals(d: dict, bad: Any) -> None:
+    """``ci`` holds ``[lo, hi]`` pairs (numbers or null, ``lo <= hi``; leaderboard metrics in [0, 1])
+    of reported metrics, and comes with its ``bootstrap`` description."""
+    from .leaderboard import METRIC_COLUMNS
+
+    ci, spec = d.get("ci") or {}, d.get("bootstrap")
+    if ci and spec is None:
+        raise bad("bootstrap", "is missing: a record with 'ci' must say how the intervals were computed")
+    for key, pair in ci.items():
+        where = f"ci.{key}"
+        if not isinstance(pair, list) or len(pair) != 2 or not all(v is None or _is_number(v) for v in pair):
+            raise bad(where, f"must be [lo, hi] (numbers or null), got {json.dumps(pair)[:40]}")
+        if key not in d["metrics"]:
+            raise bad(where, "is an interval of a metric the record does not report")
+        lo, hi = pair
+        if lo is not None and hi is not None and not lo <= hi:
+            raise bad(where, f"must have lo <= hi, got {pair}")
+        if key in METRIC_COLUMNS and any(v is not None and not 0.0 <= v <= 1.0 for v in pair):
+            raise bad(where, f"must be fractions in [0, 1], got {pair}")
+    if spec is not None:
+        for key, ok, want in (("n", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                               "a positive integer"),
+                              ("level", lambda v: _is_number(v) and 0.0 < v < 1.0, "a number in (0, 1)"),
+                              ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+                              ("unit", lambda v: isinstance(v, str) and bool(v), "a non-empty string")):
+            if key not in spec:
+                raise bad(f"bootstrap.{key}", "is missing")
+            if not ok(spec[key]):
+                raise bad(f"bootstrap.{key}", f"must be {want}, got {json.dumps(spec[key])[:40]}")
 
 
 @functools.lru_cache(maxsize=None)

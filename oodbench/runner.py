@@ -50,6 +50,8 @@ class RunConfig:
     #: trust stored frames that carry no configuration record as this configuration's (recorded
     #: in the manifest with the adopted frame ids)
     adopt_store: bool = False
+    #: frame-bootstrap intervals in the records (``oodbench.intervals.BootstrapSpec``); None = none
+    bootstrap: Any = None
 
 
 class _FrameImages(torch.utils.data.Dataset):
@@ -164,7 +166,8 @@ def predict_split(
     # the same keys on every rank: run_method sums them over ranks
     stats = {"frames": len(ids), "predicted": len(todo), "skipped": len(ids) - len(todo), "float16_guarded": 0,
              "replaced_other_config": sum(f in mine for f in replaced), "adopted": sum(f in mine for f in adopted)}
-    manifest = {**fp, "config_digest": digest}
+    # the training seed identifies the weights no better than their sha256: recorded, not compared
+    manifest = {**fp, "config_digest": digest, "training_seed": getattr(method, "training_seed", None)}
     if adopted:
         manifest["adopted"] = {
             "by": "oodbench run --adopt-store",
@@ -287,6 +290,7 @@ def run_method(
             semantic_label_space=fp["semantic_label_space"],
             progress=cfg.progress,
             fpr_rule=cfg.fpr_rule,
+            bootstrap=cfg.bootstrap,
         )
         all_stats = gather_objects(stats, ctx)
         run_notes = {k: sum(s[k] for s in all_stats) for k in stats}
@@ -298,6 +302,7 @@ def run_method(
             plugin=METHODS.get(method_name).provenance, untrained=untrained is not None, predictions=cfg.out,
             device=str(cfg.device), wall_time_s=time.perf_counter() - t0, notes=notes,
             selected_on=getattr(method, "selected_on", None),  # a checkpoint chosen on a validation split
+            training_seed=getattr(method, "training_seed", None),
         )
         if ctx.is_main:
             save_result(result, cfg.results_dir)

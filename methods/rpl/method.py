@@ -133,6 +133,12 @@ class RPL(Method):
     def checkpoint_sha256(self) -> str | None:
         return self.net.checkpoint_sha256
 
+    @property
+    def training_seed(self) -> int | None:
+        """The RPL training seed when an RPL checkpoint was loaded (a segmenter-only file's seed
+        is not RPL's)."""
+        return getattr(self.net, "training_seed", None) if self.loaded_rpl else None
+
     def to(self, device: str | torch.device) -> "RPL":
         super().to(device)
         self.net.to(self.device)

@@ -57,6 +57,7 @@ from oodbench.training.entry import run_entry_point
 from oodbench.training.sampler import EpochBatchSampler, epoch_loader
 from oodbench.training.schedule import PolySchedule
 from oodbench.training.seeding import torch_generator
+from oodbench.training.seeds import add_seeds_argument, run_seeds
 from oodbench.training.syncbn import convert_batchnorm
 
 from .data import OutlierExposureSet, coco_pairs_from_root, recipe
@@ -381,6 +382,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved configuration (and where each non-default value came from) and exit")
     add_dataclass_arguments(p, RPLTrainConfig, suppress_defaults=True)
+    add_seeds_argument(p)
     p.set_defaults(func=_run_from_args)
     return p
 
@@ -402,9 +404,9 @@ def _run_from_args(args: argparse.Namespace) -> int:
 
         print(json.dumps({"config": config_to_dict(cfg), "sources": sources}, indent=2, sort_keys=True))
         return 0
-    result = train_rpl(cfg)
-    state = "stopped" if result.stopped_early else "done"
-    print(f"{state} at iteration {result.iteration}/{result.total_iters}; checkpoint: {result.out_dir / 'last.pth'}")
+    for result in run_seeds(cfg, args.seeds, train_rpl) if getattr(args, "seeds", None) else [train_rpl(cfg)]:
+        state = "stopped" if result.stopped_early else "done"
+        print(f"{state} at iteration {result.iteration}/{result.total_iters}; checkpoint: {result.out_dir / 'last.pth'}")
     return 0
 
 

@@ -137,6 +137,7 @@ def load_rpl_state(net: RPLNet, state_dict: Mapping[str, torch.Tensor], report: 
         net.init_from_segmenter()
     net.checkpoint_sha256 = report.sha256
     net.branch1.checkpoint_sha256 = report.sha256
+    net.training_seed = net.branch1.training_seed = report.training_seed
     return report
 
 

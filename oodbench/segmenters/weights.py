@@ -69,6 +69,8 @@ class LoadReport:
         unexpected: checkpoint keys the model does not have.
         mismatched: ``(key, checkpoint_shape, model_shape)`` for shape mismatches.
         loaded: number of tensors copied into the model.
+        training_seed: the ``seed`` of the training config stored next to the weights (checkpoints
+            written by ``oodbench train`` / ``train-segmenter``), ``None`` when there is none.
     """
 
     source: str
@@ -80,6 +82,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     loaded: int = 0
+    training_seed: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -169,9 +172,17 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Any, str]:
     return obj, sha
 
 
+def stored_training_seed(obj: Any) -> int | None:
+    """The training seed a checkpoint records (``obj["config"]["seed"]``, as the oodbench trainers
+    write it), or ``None``."""
+    config = obj.get("config") if isinstance(obj, Mapping) else None
+    seed = config.get("seed") if isinstance(config, Mapping) else None
+    return int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 def extract_state_dict(obj: Any, source: str = "<in-memory>") -> tuple["OrderedDict[str, torch.Tensor]", LoadReport]:
     """Unwrap, strip ``module.`` and drop ``criterion.*``; return the state dict and a report."""
-    report = LoadReport(source=source)
+    report = LoadReport(source=source, training_seed=stored_training_seed(obj))
     for key in WRAPPER_KEYS:
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -264,6 +275,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike | Mapping[str, Any
     load_state_dict_checked(model, state_dict, report, strict=strict, ignore_missing=ignore_missing, assign=assign)
     try:
         model.checkpoint_sha256 = sha
+        model.training_seed = report.training_seed
     except AttributeError:  # pragma: no cover - exotic modules with slots
         pass
     return report

@@ -41,6 +41,7 @@ from .entry import run_entry_point
 from .sampler import EpochBatchSampler, epoch_loader
 from .schedule import PolySchedule
 from .seeding import numpy_rng
+from .seeds import add_seeds_argument
 from .syncbn import convert_batchnorm
 from .transforms import IGNORE_LABEL, hflip, normalize, random_crop, resize
 
@@ -237,15 +238,19 @@ def add_train_segmenter_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
     )
     add_dataclass_arguments(p, SegmenterTrainConfig)
+    add_seeds_argument(p)
     p.set_defaults(func=_run_from_args)
     return p
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
-    result = train_segmenter(config_from_namespace(SegmenterTrainConfig, args))
-    if result.last_val:
-        print(f"iteration {result.iteration}: mIoU {result.last_val.get('miou', float('nan')):.4f}")
-    print(f"checkpoint: {result.out_dir / 'last.pth'}")
+    from .seeds import run_seeds
+
+    cfg = config_from_namespace(SegmenterTrainConfig, args)
+    for result in run_seeds(cfg, args.seeds, train_segmenter) if args.seeds else [train_segmenter(cfg)]:
+        if result.last_val:
+            print(f"iteration {result.iteration}: mIoU {result.last_val.get('miou', float('nan')):.4f}")
+        print(f"checkpoint: {result.out_dir / 'last.pth'}")
     return 0
 
 

@@ -1,0 +1,152 @@
+"""``oodbench compare``: paired frame-bootstrap comparison of two methods' stored predictions.
+
+Both methods are evaluated over the same frames in the same order (the split's ``frame_ids()``;
+the SMIYC accumulators match frames by position), and every bootstrap replicate draws the *same*
+frames for both, so the interval of a difference is far narrower than two overlapping intervals
+suggest.  Per metric: ``delta`` (first method minus second, on the full sample), ``ci`` (the
+interval of the replicate differences) and ``p_value`` (two-sided bootstrap p-value of "no
+difference"; :func:`oodbench.metrics.paired_bootstrap`).  A method against itself gives
+``delta`` 0, ``ci`` ``[0, 0]`` and ``p_value`` 1.
+
+No model is loaded and torch is not imported.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .intervals import BootstrapSpec
+
+__all__ = ["compare_split", "add_compare_parser", "cmd_compare", "render_comparisons"]
+
+
+def compare_split(split: Any, predictions: Any, method_a: str, method_b: str, spec: BootstrapSpec, *,
+                  protocol: str | None = None, fpr_rule: str | None = None, progress: bool = False,
+                  predictions_b: Any = None) -> dict[str, Any]:
+    """The paired comparison record of ``method_a - method_b`` on ``split``.
+
+    Args:
+        predictions: prediction root of both methods (``anomaly_p/<method>/...``); ``predictions_b``
+            overrides it for ``method_b``.
+        spec: replicates, level and seed (the same frames are drawn for both methods).
+
+    Returns:
+        ``{"dataset", "protocol", "protocol_version", "fpr_rule", "methods": [a, b], "values":
+        [{...}, {...}], "metrics": {metric: {"delta", "ci", "p_value"}}, "bootstrap": {...}}``
+        (``values``: the exact full-sample metrics of each method, in ``methods`` order; null
+        where undefined).
+    """
+    from .evaluate import evaluate_split
+    from .intervals import NOT_COVERED, paired_intervals
+    from .metrics.bootstrap import _spec
+    from .store import PredictionStore
+
+    evs = []
+    for method, root in ((method_a, predictions), (method_b, predictions if predictions_b is None else predictions_b)):
+        store = PredictionStore(root, method)
+        manifest = store.read_run_manifest(split.key) or {}
+        evs.append(evaluate_split(split, store, protocol, frame_ids=split.frame_ids(),
+                                  semantic_label_space=manifest.get("semantic_label_space"),
+                                  progress=progress, fpr_rule=fpr_rule, bootstrap=spec))
+    a, b = evs
+    paired = paired_intervals(a.frame_states, b.frame_states, spec)
+    note = {**_spec(spec.n, spec.level, spec.seed, spec.method), **{
+        k: v for k, v in (a.bootstrap or {}).items() if k in ("binned",)}}
+    missing = {k: why for k, why in NOT_COVERED.items() if k in a.metrics}
+    if missing:
+        note["not_covered"] = missing
+    def values(ev: Any) -> dict[str, float | None]:
+        return {k: (None if v is None or v != v else v) for k, v in ((k, ev.metrics.get(k)) for k in paired)}
+
+    return {"dataset": split.name, "protocol": a.protocol, "protocol_version": a.protocol_version,
+            "fpr_rule": a.fpr_rule, "methods": [method_a, method_b], "values": [values(a), values(b)],
+            "metrics": paired, "bootstrap": note}
+
+
+def render_comparisons(records: list[dict[str, Any]], metrics: tuple[str, ...] = ("auprc", "auroc", "fpr95"),
+                       title: str | None = None) -> str:
+    """A markdown table of paired comparisons: per record, each metric's difference in percentage
+    points with its interval, and its p-value."""
+    from tabulate import tabulate
+
+    from .leaderboard import METRIC_COLUMNS
+
+    if not records:
+        return ""
+    spec = records[0]["bootstrap"]
+    shown = [k for k in metrics if any(k in r["metrics"] for r in records)]
+    headers = ["Split", "Method", "Baseline"]
+    for k in shown:
+        name, higher, _ = METRIC_COLUMNS.get(k, (k, True, True))
+        headers += [f"Δ {name} {'↑' if higher else '↓'}", "p"]
+    rows = []
+    for r in records:
+        row = [r["dataset"], *r["methods"]]
+        for k in shown:
+            m = r["metrics"].get(k)
+            if m is None or m["delta"] is None:
+                row += ["-", "-"]
+                continue
+            lo, hi = m["ci"]
+            ci = "[-, -]" if lo is None or hi is None else f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            row += [f"{100 * m['delta']:+.1f} {ci}", _p(m["p_value"])]
+        rows.append(row)
+    lines = []
+    if title:
+        lines += [title, ""]
+    lines += [f"Differences Method − Baseline in percentage points, with the {100 * spec['level']:g} % "
+              f"paired frame-bootstrap interval ({spec['n']} replicates, seed {spec['seed']}: both "
+              "methods scored on the same resampled frames) and the two-sided bootstrap p-value.", ""]
+    lines.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    return "\n".join(lines) + "\n"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.3f}" if p >= 0.001 else "< 0.001"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .cli import CLIError, resolve_splits
+    from .intervals import spec_from_args
+
+    if len(args.methods) != 2:
+        raise CLIError(f"--methods takes exactly two method names (A B: reports A - B), got {len(args.methods)}")
+    if args.bootstrap is None:
+        args.bootstrap = 1000
+    spec = spec_from_args(args)
+    splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check, layout=args.layout)
+    records = [compare_split(split, args.predictions, *args.methods, spec, protocol=args.protocol,
+                             fpr_rule=args.fpr_rule, progress=not args.quiet) for split in splits]
+    if args.json:
+        from .atomic import atomic_write_json
+
+        if args.json == "-":
+            import json
+
+            json.dump(records, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return 0
+        atomic_write_json(args.json, records)
+    print(render_comparisons(records, title="oodbench paired comparison"))
+    return 0
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    from .cli import _add_common_data, _add_fpr_rule
+    from .intervals import add_bootstrap_arguments
+
+    p = sub.add_parser("compare", help="paired bootstrap comparison of two methods' stored predictions")
+    p.add_argument("--predictions", required=True, help="root holding anomaly_p/<method>/... of both methods")
+    p.add_argument("--methods", required=True, nargs="+", metavar="METHOD",
+                   help="two method names A B: the differences reported are A - B")
+    p.add_argument("--dataset", required=True, nargs="+", help="split name(s) or 'all'")
+    p.add_argument("--protocol", default=None, help="override the split's official protocol")
+    _add_fpr_rule(p)
+    p.add_argument("--json", default=None, help="write the comparison records (a list) here; '-' = stdout")
+    add_bootstrap_arguments(p)
+    p.set_defaults(bootstrap=1000)
+    _add_common_data(p)
+    p.set_defaults(func=cmd_compare)

@@ -1,0 +1,39 @@
+"""``--seeds S1 S2 ...`` for the train commands: one training run per seed, one after the other.
+
+Each run is the single-seed command with ``seed`` replaced and ``out_dir`` set to
+``<out_dir>/seed-<S>/``, so every run resumes on its own and its checkpoint records its seed
+(``config.seed``), which result records carry as ``training_seed``; leaderboards then show records
+that differ only in it as ``mean ± std`` over seeds (:mod:`oodbench.leaderboard`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+__all__ = ["add_seeds_argument", "seed_configs", "run_seeds"]
+
+
+def add_seeds_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                   help="train once per seed, sequentially, into <out-dir>/seed-<S>/ (replaces --seed)")
+
+
+def seed_configs(cfg: Any, seeds: Sequence[int]) -> Iterator[Any]:
+    """``cfg`` once per seed: ``seed`` replaced, ``out_dir`` = ``<out_dir>/seed-<S>``.
+
+    Raises:
+        ValueError: a seed given twice (two runs would share one folder).
+    """
+    seeds = [int(s) for s in seeds]
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ValueError(f"--seeds: seed(s) {twice} given more than once")
+    for s in seeds:
+        yield dataclasses.replace(cfg, seed=s, out_dir=str(Path(cfg.out_dir) / f"seed-{s}"))
+
+
+def run_seeds(cfg: Any, seeds: Sequence[int], train: Callable[[Any], Any]) -> list[Any]:
+    """``train`` each of :func:`seed_configs` in turn; returns their results."""
+    return [train(c) for c in seed_configs(cfg, seeds)]

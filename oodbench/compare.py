@@ -109,7 +109,7 @@ def _p(p: float | None) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .cli import CLIError, resolve_splits
+    from .cli import CLIError, _resolve_splits
     from .intervals import spec_from_args
 
     if len(args.methods) != 2:
@@ -117,7 +117,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.bootstrap is None:
         args.bootstrap = 1000
     spec = spec_from_args(args)
-    splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check, layout=args.layout)
+    splits = _resolve_splits(args, args.dataset)
     records = [compare_split(split, args.predictions, *args.methods, spec, protocol=args.protocol,
                              fpr_rule=args.fpr_rule, progress=not args.quiet) for split in splits]
     if args.json:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from typing import Any, Mapping
+from .errors import UsageError
 
 __all__ = ["BootstrapSpec", "NOT_COVERED", "add_bootstrap_arguments", "spec_from_args", "intervals",
            "paired_intervals"]
@@ -68,9 +69,9 @@ def spec_from_args(args: argparse.Namespace) -> BootstrapSpec | None:
     if getattr(args, "bootstrap", None) is None:
         return None
     if args.bootstrap < 1:
-        raise ValueError(f"--bootstrap must be a positive number of replicates, got {args.bootstrap}")
+        raise UsageError(f"--bootstrap must be a positive number of replicates, got {args.bootstrap}")
     if not 0.0 < args.ci < 1.0:
-        raise ValueError(f"--ci must lie strictly between 0 and 1 (e.g. 0.95), got {args.ci}")
+        raise UsageError(f"--ci must lie strictly between 0 and 1 (e.g. 0.95), got {args.ci}")
     return BootstrapSpec(n=args.bootstrap, level=args.ci, seed=args.seed)
 
 

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+from ..errors import UsageError
 
 __all__ = ["add_seeds_argument", "seed_configs", "run_seeds"]
 
@@ -29,7 +30,7 @@ def seed_configs(cfg: Any, seeds: Sequence[int]) -> Iterator[Any]:
     seeds = [int(s) for s in seeds]
     twice = sorted({s for s in seeds if seeds.count(s) > 1})
     if twice:
-        raise ValueError(f"--seeds: seed(s) {twice} given more than once")
+        raise UsageError(f"--seeds: seed(s) {twice} given more than once")
     for s in seeds:
         yield dataclasses.replace(cfg, seed=s, out_dir=str(Path(cfg.out_dir) / f"seed-{s}"))
 

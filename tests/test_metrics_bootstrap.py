@@ -286,3 +286,29 @@ def test_bad_arguments_raise():
         bootstrap_ci(col, method="basic")
     with pytest.raises(TypeError, match="no frame bootstrap for ExactPixelAccumulator"):
         bootstrap_ci(ExactPixelAccumulator())
+
+
+def test_p_value_agrees_with_the_percentile_interval():
+    """p < 1 - level exactly when 0 is outside the percentile interval of the same replicates."""
+    from oodbench.metrics.bootstrap import paired_bootstrap
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for shift in (0.0, 0.02, 0.05, 0.1, 0.3):
+        a, b = FrameCollector(), FrameCollector()
+        for i in range(40):
+            lab = (rng.random((20, 20)) < 0.1).astype(np.uint8)
+            base = rng.random((20, 20)).astype(np.float32)
+            a.update(base + lab * (0.5 + shift + 0.4 * rng.standard_normal()), lab, frame_id=f"f{i}")
+            b.update(base + lab * 0.5, lab, frame_id=f"f{i}")
+        res = paired_bootstrap(a, b, n=400, level=0.9, seed=3)
+        for k, v in res.metrics.items():
+            d = res.replicates[k]
+            outside = not (v["ci"][0] <= 0.0 <= v["ci"][1])
+            below = (1 + np.count_nonzero(d <= 0)) / (d.size + 1)
+            above = (1 + np.count_nonzero(d >= 0)) / (d.size + 1)
+            assert v["p_value"] == pytest.approx(min(1.0, 2 * min(below, above))), k
+            if abs(v["p_value"] - 0.1) > 0.02:          # away from the boundary, where the +1 and the
+                assert outside == (v["p_value"] < 0.1), (shift, k, v)   # quantile rule may disagree
+                checked += 1
+    assert checked >= 10

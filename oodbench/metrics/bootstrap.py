@@ -195,14 +195,20 @@ def _align(a: Any, b: Any) -> Any:
 
 def paired_bootstrap(a: Any, b: Any, n: int = 1000, level: float = 0.95, seed: int = 0,
                      method: str = "percentile") -> PairedBootstrapResult:
-    """Difference ``a - b`` of every metric, resampling the **same** frames for both methods.
+    r"""Difference ``a - b`` of every metric, resampling the **same** frames for both methods.
 
     ``a`` and ``b`` are sources of the same kind over the same frames (checked by frame id; ``b``
     is reordered to ``a``'s frame order).  Per metric: ``delta`` (full sample), ``ci`` (interval of
-    the replicate differences) and ``p_value``, the two-sided bootstrap p-value of "no difference":
-    the share of centred replicate differences ``|d* - delta|`` at least as large as ``|delta|``,
-    with the +1 correction, ``(1 + #{|d* - delta| >= |delta|}) / (n + 1)`` -- exactly 1 when
-    ``delta`` is 0 (a method compared with itself).
+    the replicate differences) and ``p_value``, the two-sided bootstrap p-value of "no difference"
+    obtained by inverting the percentile interval (Efron & Tibshirani 1993, ch. 15-16):
+
+    .. math:: p = \min\Big(1,\; 2\min\Big(\frac{1 + \#\{d^* \le 0\}}{n + 1},
+              \frac{1 + \#\{d^* \ge 0\}}{n + 1}\Big)\Big)
+
+    so ``p < 1 - level`` exactly when 0 lies outside the percentile interval of the same replicates
+    (the table never shows an interval excluding 0 next to a large p, or the reverse); exactly 1
+    when every replicate difference is 0 (a method compared with itself), and ``2 / (n + 1)`` when
+    every replicate favours one method.
     """
     _check(n, level, method)
     if type(a) is not type(b):
@@ -228,7 +234,9 @@ def paired_bootstrap(a: Any, b: Any, n: int = 1000, level: float = 0.95, seed: i
         reps[k] = d
         fin = d[np.isfinite(d)]
         if fin.size and np.isfinite(delta):
-            p = (1.0 + np.count_nonzero(np.abs(fin - delta) >= abs(delta))) / (fin.size + 1.0)
+            below = (1.0 + np.count_nonzero(fin <= 0)) / (fin.size + 1.0)
+            above = (1.0 + np.count_nonzero(fin >= 0)) / (fin.size + 1.0)
+            p = 2.0 * min(below, above)
         else:
             p = float("nan")
         out[k] = {"delta": delta, "ci": _interval(d, delta, level, method, jack.get(k)),

@@ -43,7 +43,8 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
         row = {
             "dataset": r.dataset,
             "benchmark": r.benchmark,
-            "method": r.method,
+            "method": r.run_name,  # the run name (``--name``), the registry name without one
+            "registered_method": r.method,
             "protocol": r.protocol,
             "protocol_version": r.protocol_version,
             "fpr_rule": r.effective_fpr_rule,
@@ -58,7 +59,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
         for key in METRIC_COLUMNS:
             row[key] = r.metrics.get(key)
         rows.append(row)
-    cols = ["dataset", "benchmark", "method", "protocol", "protocol_version", "fpr_rule", "synthetic", "untrained",
+    cols = ["dataset", "benchmark", "method", "registered_method", "protocol", "protocol_version", "fpr_rule", "synthetic", "untrained",
             "source",
             "num_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit"]
     return pd.DataFrame(rows, columns=cols)

@@ -64,13 +64,14 @@ def boundary_suppression(score: torch.Tensor, pred: torch.Tensor, r0: int = 8, d
                          iterations: int = 4) -> torch.Tensor:
     """Iterative boundary suppression of ``score [B,H,W]`` given the predicted classes ``pred [B,H,W]``."""
     v = score.unsqueeze(1)
+    ones = torch.ones(1, 1, 3, 3, dtype=v.dtype, device=v.device)
     for i in range(iterations):
         width = r0 - i * dr
         if width <= 0:
             break
         inner = (~_boundary(pred, width)).unsqueeze(1).to(v.dtype)
-        num = F.avg_pool2d(F.pad(v * inner, (1, 1, 1, 1)), 3, stride=1)
-        den = F.avg_pool2d(F.pad(inner, (1, 1, 1, 1)), 3, stride=1)
+        num = F.conv2d(F.pad(v * inner, (1, 1, 1, 1)), ones)   # sums over the 3x3 window (exact counts)
+        den = F.conv2d(F.pad(inner, (1, 1, 1, 1)), ones)
         replace = (inner == 0) & (den > 0)
         v = torch.where(replace, num / den.clamp_min(1e-12), v)
     return v.squeeze(1)

@@ -36,7 +36,8 @@ from oodbench.preprocess import Normalisation
 from oodbench.registry import PluginValidationError, Registry
 from oodbench.segmenters.base import CITYSCAPES_LABEL_IDS, PretrainedCfg
 
-__all__ = ["Method", "SegmenterMethod", "PostHocMethod", "FitBatch", "METHODS", "UntrainedMethodError", "build", "register_method",
+__all__ = ["Method", "SegmenterMethod", "PostHocMethod", "FitBatch", "METHODS", "UntrainedMethodError", "build",
+           "register_method",
            "label_space_of"]
 
 
@@ -93,6 +94,14 @@ class Method:
     provenance; ``oodbench run --state FILE`` calls :meth:`load_fitted` on a fresh instance. The
     state file's sha256 (:attr:`fitted_state_sha256`) enters the prediction fingerprint and the
     result record, so predictions of one fitted state are never reused for another.
+
+    Preprocessing: ``x = (rgb / 255 - mean) / std`` from :meth:`preprocessing`;
+    :func:`oodbench.preprocess.normalise` applies exactly what ``run`` applies. Prediction
+    fingerprint (resume reuses only the same configuration): registry name, class, :meth:`hparams`,
+    :attr:`checkpoint_sha256`, :attr:`fitted_state_sha256`, :attr:`semantic_label_space`, untrained.
+    Third-party methods register through the ``oodbench.methods`` entry-point group; records name
+    the providing distribution and version. README "Writing a method plugin" and
+    ``examples/oodbench-example-plugin`` show a complete package.
     """
 
     name: ClassVar[str] = ""

@@ -437,7 +437,8 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
                    help="run name: store folder, record file and leaderboard row (default: the method name); "
                         "two configurations of one method get two names")
     p.add_argument("--state", default=None, help="fitted state written by `oodbench fit` (methods with requires_fit)")
-    p.add_argument("--json", default=None, metavar="PATH|-", help="write the result records as a JSON list (- = stdout)")
+    p.add_argument("--json", default=None, metavar="PATH|-",
+                   help="write the result records as a JSON list (- = stdout)")
     _add_common_data(p)
     p.set_defaults(func=cmd_run)
 
@@ -447,7 +448,8 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, nargs="+")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
     _add_fpr_rule(p)
-    p.add_argument("--json", default=None, metavar="PATH|-", help="write the result records as a JSON list (- = stdout)")
+    p.add_argument("--json", default=None, metavar="PATH|-",
+                   help="write the result records as a JSON list (- = stdout)")
     p.add_argument("--results", default=None, help="also write result records here")
     _add_common_data(p)
     p.set_defaults(func=cmd_evaluate)

@@ -201,7 +201,8 @@ def load_state_into(method, path: str | os.PathLike, method_name: str) -> dict[s
         raise StateError(f"--state {path}: fitted for method {meta.get('method')!r}, not {name!r}")
     if meta.get("checkpoint_sha256") != method.checkpoint_sha256:
         raise StateError(f"--state {path}: fitted on segmenter checkpoint sha256 {meta.get('checkpoint_sha256')}, "
-                         f"but this run's --checkpoint has {method.checkpoint_sha256}; refit or pass the same --checkpoint")
+                         f"but this run's --checkpoint has {method.checkpoint_sha256}; refit or pass the same "
+                         "--checkpoint")
     fitted_seg, seg = (meta.get("hparams") or {}).get("segmenter"), method.hparams().get("segmenter")
     if fitted_seg is not None and seg is not None and fitted_seg != seg:
         raise StateError(f"--state {path}: fitted with segmenter {fitted_seg!r}, this run uses {seg!r}")

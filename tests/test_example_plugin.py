@@ -6,7 +6,6 @@ import json
 import os
 import site
 import subprocess
-import sys
 import venv
 from pathlib import Path
 

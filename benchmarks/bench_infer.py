@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _proc import run_with_deadline  # noqa: E402
+from _proc import run_with_deadline
 
 
 def _sync(device: torch.device) -> None:

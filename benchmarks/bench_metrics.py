@@ -5,7 +5,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_metrics.py --pixels 20e6 100e6 [--skip-sklearn-above 50e6]
 
-For every size the parent process generates one synthetic data set (perf-baselines.md: labels
+For every size the parent process generates one synthetic data set (labels
 2 % anomaly / 10 % void / 88 % inlier; scores ``sigmoid(z)``, ``z ~ N(0, 1)`` for inlier and void,
 ``N(1.8125, 1)`` for anomalies, float32, plus the same scores rounded to float16), stores it in a
 temporary folder and runs each method in a fresh subprocess (one measurement per process):
@@ -73,12 +73,27 @@ def run_method(method: str, folder: Path) -> dict:
     s16 = np.load(folder / "scores16.npy") if method in ("bincount 17-bit", "oodbench f16") else None
     n = labels.size
     if method == "sklearn":
-        from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+        import sklearn.metrics  # noqa: F401  (imported before the timed region)
     else:
-        import oodbench.metrics as M
+        import oodbench.metrics  # noqa: F401
     rss0 = _status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     t0 = time.perf_counter()
+    vals = compute(method, labels, s16, s32)
+    wall = time.perf_counter() - t0
+    peak = _status("VmHWM")
+    return {"method": method, "pixels": n, "wall_s": wall, "pixels_per_s": n / wall,
+            "extra_peak_bytes": peak - rss0, "extra_peak_B_per_px": (peak - rss0) / n,
+            "ap": vals[0], "auroc": vals[1], "fpr95": vals[2]}
+
+
+def compute(method: str, labels: np.ndarray, s16: np.ndarray | None, s32: np.ndarray | None) -> tuple:
+    """AP, AUROC, FPR95 of one method (the timed region; also used by tests/benchmarks)."""
+    n = labels.size
+    if method == "sklearn":
+        from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+    else:
+        import oodbench.metrics as M
     if method == "memory pass":
         _ = float(s32.sum(dtype=np.float64)) + float(labels.sum(dtype=np.uint64))
         vals = (float("nan"),) * 3
@@ -102,11 +117,7 @@ def run_method(method: str, folder: Path) -> dict:
             acc.update(s[start:start + FRAME], labels[start:start + FRAME])
         r = acc.compute()
         vals = (r["auprc"], r["auroc"], r["fpr95"])
-    wall = time.perf_counter() - t0
-    peak = _status("VmHWM")
-    return {"method": method, "pixels": n, "wall_s": wall, "pixels_per_s": n / wall,
-            "extra_peak_bytes": peak - rss0, "extra_peak_B_per_px": (peak - rss0) / n,
-            "ap": vals[0], "auroc": vals[1], "fpr95": vals[2]}
+    return vals
 
 
 def main(argv: list[str] | None = None) -> int:

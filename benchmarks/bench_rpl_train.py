@@ -49,9 +49,9 @@ def prepare_data(root: Path) -> Path:
     return root
 
 
-def bench_one(data: Path, segmenter: str, device: str, amp: bool, crop: int, batch: int,
-              warmup: int, iters: int, work: Path) -> dict:
-    """Median s/iter and peak memory of ``iters`` RPL+CoroCL training steps (after ``warmup``)."""
+def make_step(data: Path, segmenter: str, device: str, amp: bool, crop: int, batch: int, work: Path):
+    """``(step, sync, cfg, device)``: ``step(i)`` runs one RPL+CoroCL ``train_step`` on a resident batch
+    (alternating two batches on which CoroCL runs, when 20 draws hold them) and waits for the device."""
     from oodbench import segmenters
     from oodbench.methods.rpl.model import RPLNet
     from oodbench.methods.rpl.losses import OOD_LABEL
@@ -81,8 +81,21 @@ def bench_one(data: Path, segmenter: str, device: str, amp: bool, crop: int, bat
         if cuda:
             torch.cuda.synchronize(dev)
 
+    def step(i: int) -> dict:
+        out = trainer.train_step(batches[i % len(batches)], i)
+        sync()
+        return out
+
+    return step, sync, cfg, dev
+
+
+def bench_one(data: Path, segmenter: str, device: str, amp: bool, crop: int, batch: int,
+              warmup: int, iters: int, work: Path) -> dict:
+    """Median s/iter and peak memory of ``iters`` RPL+CoroCL training steps (after ``warmup``)."""
+    step, sync, cfg, dev = make_step(data, segmenter, device, amp, crop, batch, work)
+    cuda = dev.type == "cuda"
     for i in range(warmup):
-        trainer.train_step(batches[i % len(batches)], i)
+        step(i)
     sync()
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
@@ -90,8 +103,7 @@ def bench_one(data: Path, segmenter: str, device: str, amp: bool, crop: int, bat
     for i in range(iters):
         sync()
         t0 = time.perf_counter()
-        out = trainer.train_step(batches[i % len(batches)], warmup + i)
-        sync()
+        out = step(warmup + i)
         times.append(time.perf_counter() - t0)
         corocl_steps += int(out["corocl_active"])
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else _peak_rss_mib()

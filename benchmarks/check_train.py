@@ -61,7 +61,8 @@ def check_resume(args) -> dict:
     legs = []
     for extra in (["--stop-after", str(args.iters // 2)], []):
         t0 = time.perf_counter()
-        # cwd outside the checkout: `python -m` puts the cwd first on sys.path (style.md §9)
+        # cwd outside the checkout: `python -m` puts the cwd first on sys.path, where the source folder
+        # oodbench/ would shadow the installed package
         proc = subprocess.run(cmd + extra, capture_output=True, text=True, env=env, cwd=args.work)
         legs.append(round(time.perf_counter() - t0, 1))
         sys.stdout.write(proc.stdout[-2000:])

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _proc import run_with_deadline  # noqa: E402
+from _proc import run_with_deadline
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"

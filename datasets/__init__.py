@@ -10,7 +10,7 @@ if __name__ != "oodbench.datasets":  # pragma: no cover - guard against the shad
         "never as top-level 'datasets' (that name belongs to Hugging Face's library)"
     )
 
-from .base import (  # noqa: E402
+from .base import (
     DATA_MANIFEST,
     DATASETS,
     DataLayoutError,
@@ -22,6 +22,7 @@ from .base import (  # noqa: E402
     register_split,
     require_available,
     resolve_data_root,
+    resolve_splits,
 )
 
 __all__ = [
@@ -36,7 +37,8 @@ __all__ = [
     "register_split",
     "require_available",
     "resolve_data_root",
+    "resolve_splits",
 ]
 
 # built-in adapters register themselves on import
-from . import _builtin  # noqa: E402,F401
+from . import _builtin  # noqa: F401

@@ -29,12 +29,14 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable
 
+from oodbench.errors import OodbenchError
+
 __all__ = ["UnsafeArchiveError", "safe_extract", "archive_kind"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(OodbenchError, ValueError):
     """An archive member is not a plain file or folder inside the destination (message names it)."""
 
 

@@ -17,9 +17,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Sequence
 
 from oodbench.contracts import Frame
+from oodbench.errors import OodbenchError
 from oodbench.registry import PluginValidationError, Registry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,6 +38,7 @@ __all__ = [
     "register_split",
     "require_available",
     "resolve_data_root",
+    "resolve_splits",
 ]
 
 DATA_ROOT_ENV = "OODBENCH_DATA"
@@ -45,7 +47,7 @@ DATA_ROOT_ENV = "OODBENCH_DATA"
 DATA_MANIFEST = "oodbench_manifest.json"
 
 
-class DataLayoutError(FileNotFoundError):
+class DataLayoutError(OodbenchError, FileNotFoundError):
     """The data on disk does not match the expected layout; the message names what and where."""
 
 
@@ -85,6 +87,9 @@ class Split:
         score_dtype: dtype predictions are stored in (``"float16"`` for SMIYC splits).
         semantic_mapping: Cityscapes train id (the ``cityscapes19`` label space of semantic
             predictions) -> this split's semantic class, or ``None`` where not applicable.
+        layouts: the on-disk layouts the constructor's ``layout=`` keyword chooses between
+            (e.g. ``("official", "preprocessed")``); empty when the split has one layout and its
+            constructor takes no ``layout``.
     """
 
     name: ClassVar[str] = ""
@@ -97,6 +102,7 @@ class Split:
     num_classes: ClassVar[int | None] = None
     score_dtype: ClassVar[str] = "float32"
     semantic_mapping: ClassVar[Mapping[int, int] | None] = None
+    layouts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, root: str | os.PathLike, check_count: bool = True) -> None:
         self.root = Path(root)
@@ -261,14 +267,24 @@ def get_split(name: str, data_root: str | os.PathLike | None = None, **kwargs) -
     return cls(resolve_data_root(data_root), **kwargs)
 
 
+def _split_kwargs(cls: type[Split], layout: str | None, split_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor keywords for ``cls``: ``split_kwargs``, plus ``layout`` when ``cls`` declares layouts."""
+    kwargs = dict(split_kwargs)
+    if layout is not None and cls.layouts:
+        kwargs["layout"] = layout
+    return kwargs
+
+
 def find_available(
-    data_root: str | os.PathLike | None, labelled_only: bool = True, **split_kwargs: Any
+    data_root: str | os.PathLike | None, labelled_only: bool = True, *, layout: str | None = None,
+    **split_kwargs: Any,
 ) -> tuple[list[str], dict[str, str]]:
     """Which registered splits are present under the root.
 
     Args:
         data_root: the data root (``None``: ``$OODBENCH_DATA``).
         labelled_only: skip splits whose labels are hidden (SMIYC test splits).
+        layout: passed to the splits that declare :attr:`Split.layouts`, ignored by the others.
         split_kwargs: passed to each split's constructor (e.g. ``check_count=False``).
 
     Returns:
@@ -281,12 +297,56 @@ def find_available(
         cls = DATASETS.get(name).obj
         if labelled_only and not cls.labels_public:
             continue
-        reason = cls.detect(root, **split_kwargs)
+        reason = cls.detect(root, **_split_kwargs(cls, layout, split_kwargs))
         if reason is None:
             found.append(name)
         else:
             missing[name] = reason
     return found, missing
+
+
+def resolve_splits(
+    names: Sequence[str], data_root: str | os.PathLike | None, *, check_count: bool = True,
+    labelled_only: bool = True, layout: str | None = None,
+) -> tuple[list[Split], dict[str, str]]:
+    """Split objects for the CLI's ``--dataset`` values; ``"all"`` = every split found.
+
+    Args:
+        names: split names and/or ``"all"`` (duplicates are built once, in first-seen order).
+        data_root: the data root (``None``: ``$OODBENCH_DATA``).
+        check_count: enforce the official frame counts.
+        labelled_only: whether ``"all"`` skips splits whose labels are hidden.
+        layout: ``"official"`` / ``"preprocessed"`` for the splits that declare :attr:`Split.layouts`.
+
+    Returns:
+        ``(splits, skipped)``: ``skipped`` maps each split ``"all"`` left out to the reason it is
+        not under the root (for the caller to report).
+
+    Raises:
+        DataLayoutError: no data root, or ``"all"`` found no split.
+        oodbench.registry.RegistryError: an unknown split name (the message lists the valid ones).
+    """
+    root = resolve_data_root(data_root)
+    wanted: list[str] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        if name == "all":
+            found, missing = find_available(root, labelled_only, layout=layout, check_count=check_count)
+            skipped.update(missing)
+            if not found:
+                raise DataLayoutError(
+                    f"no labelled split found under {root}; expected the official layouts "
+                    "(see `oodbench list datasets --data-root DIR` and the README's table)"
+                )
+            wanted += found
+        else:
+            DATASETS.get(name)  # raises with the list of valid names
+            wanted.append(name)
+    splits: list[Split] = []
+    for name in dict.fromkeys(wanted):
+        cls = DATASETS.get(name).obj
+        splits.append(cls(root, **_split_kwargs(cls, layout, {"check_count": check_count})))
+    return splits, skipped
 
 
 def require_available(

@@ -10,7 +10,7 @@ Train ids 0..18 and 255 (ignore).  When ``*_labelTrainIds.png`` is absent (a fre
 official script ``createTrainIdLabelImgs`` was not run) the label ids are mapped on the fly with
 the ``cityscapesscripts.helpers.labels`` table (``trainId`` 255 / -1 -> 255), the same mapping
 RPL's training loader relies on (``yyliu01/RPL:rpl_corocl.code/dataset/training/cityscapes.py``,
-rpl-official.md §9).
+docs/rpl-official.md §9).
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from typing import Iterator
 
 import numpy as np
 from PIL import Image
+
+from oodbench.errors import UsageError
 
 from .base import DataLayoutError
 
@@ -68,7 +70,7 @@ class CityscapesSegmentation:
 
     def __init__(self, root: str | os.PathLike, split: str = "train") -> None:
         if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val' (Cityscapes test labels are not public), got {split!r}")
+            raise UsageError(f"split must be 'train' or 'val' (Cityscapes test labels are not public), got {split!r}")
         self.root = find_cityscapes_root(root)
         self.split = split
         img_dir = self.root / "leftImg8bit" / split

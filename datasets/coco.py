@@ -1,7 +1,7 @@
 """COCO 2017 as the outlier-exposure (OE) source of RPL+CoroCL.
 
 :func:`prepare_coco_ood` reproduces the Meta-OoD preparation that RPL's docs point to
-(``robin-chan/meta-ood:preparation/prepare_coco_segmentation.py``; rpl-official.md §5.1):
+(``robin-chan/meta-ood:preparation/prepare_coco_segmentation.py``; docs/rpl-official.md §5.1):
 
 * read ``<coco>/annotations/instances_train2017.json`` with ``pycocotools``;
 * drop every image with at least one instance of **person, bicycle, car, motorcycle, bus, truck,

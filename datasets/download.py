@@ -1,6 +1,6 @@
 """``oodbench download DATASET``: fetch the public archives safely.
 
-For each archive (URLs, sizes and checksums from ``/work/shared/reference/benchmarks.md`` §1):
+For each archive (URLs, sizes and checksums from ``docs/benchmarks.md`` §1):
 
 1. stream it with ``requests`` into ``<data root>/.downloads/<file>.part`` with a tqdm bar;
 2. after an interrupted transfer, resume with an HTTP ``Range`` request (a server that answers
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from oodbench.atomic import atomic_write_json
+from oodbench.errors import OodbenchError
 
 from ._archive import safe_extract
 
@@ -125,7 +126,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("road-anomaly", (Archive(
         "RoadAnomaly_jpg.zip", ("https://datasets-cvlab.epfl.ch/2019-road-anomaly/RoadAnomaly_jpg.zip",),
         "RoadAnomaly_jpg", unverified_md5="87a0908e5c72827824693913cf2e4fb0",
-        source="no official checksum; md5 from an unidentified third-party loader (benchmarks.md §1.6)"),),
+        source="no official checksum; md5 from an unidentified third-party loader (docs/benchmarks.md §1.6)"),),
         note="RoadAnomaly (Lis et al. 2019), 60 frames"),
     Source("streethazards", (Archive(
         "streethazards_test.tar", ("https://people.eecs.berkeley.edu/~hendrycks/streethazards_test.tar",),
@@ -166,7 +167,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 )}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OodbenchError, RuntimeError):
     """A transfer failed after all retries and mirrors."""
 
 
@@ -178,7 +179,7 @@ class DigestChangedError(DownloadError):
     """An archive without a published checksum differs from the one recorded on an earlier download."""
 
 
-class ManualDownloadRequired(RuntimeError):
+class ManualDownloadRequired(OodbenchError, RuntimeError):
     """The dataset cannot be fetched automatically; the message says what to do."""
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable
 
+from oodbench.errors import UsageError
+
 from .vistas import MapillaryVistas
 from .wilddash import WildDash2
 
@@ -45,11 +47,11 @@ def parse_extra_names(names: str | Iterable[str]) -> list[str]:
         name = str(raw).strip().lower()
         name = ALIASES.get(name, name)
         if name not in EXTRA_TRAINING_SETS:
-            raise ValueError(f"--extra-data: unknown dataset {raw!r}; choose from {_known()}")
+            raise UsageError(f"--extra-data: unknown dataset {raw!r}; choose from {_known()}")
         if name not in out:
             out.append(name)
     if not out:
-        raise ValueError(f"--extra-data: no dataset named; choose from {_known()}")
+        raise UsageError(f"--extra-data: no dataset named; choose from {_known()}")
     return out
 
 

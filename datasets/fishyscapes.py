@@ -1,6 +1,6 @@
 """Fishyscapes validation splits: Lost & Found (100 frames) and Static (30 frames).
 
-Two on-disk layouts, auto-detected (``benchmarks.md`` §1.4-§1.5, ``rpl-official.md`` §9):
+Two on-disk layouts, auto-detected (``docs/benchmarks.md`` §1.4-§1.5, ``docs/rpl-official.md`` §9):
 
 * **official** -- the label archives as released (``hermannsblum/bdl-benchmark:bdlb/fishyscapes/fishyscapes_tfds.py``):
 
@@ -37,14 +37,14 @@ import numpy as np
 
 from oodbench.contracts import ContractError
 
-from ._indexed import FrameRecord, IndexedSplit
+from ._indexed import FrameRecord
 from ._io import check_raw_values, read_image, require_dir, require_file
+from ._layouts import LAYOUTS, TwoLayoutSplit
 from ._laf import LAF_IMAGE_EXTS, LAF_IMAGE_SUFFIX, RE_LAF_ID, laf_image_path
 from .base import DataLayoutError, register_split
 
 __all__ = ["FishyscapesLAFVal", "FishyscapesStaticVal", "LAYOUTS", "RE_FS_LABELS", "RE_FS_OVERLAY"]
 
-LAYOUTS = ("official", "preprocessed")
 #: ``DDDD_<id>_labels.png`` (the tfds builder's id regex "digits _ rest _labels.png").
 RE_FS_LABELS = re.compile(r"^([0-9]+)_(.+)_labels\.png$")
 RE_FS_OVERLAY = re.compile(r"^([0-9]+)_(.+)_rgb\.npz$")
@@ -53,46 +53,8 @@ _RE_CITYSCAPES_ID = re.compile(r"^([A-Za-z]+)_([0-9]{6})_([0-9]{6})$")
 _FS_ENCODING = "0 (in-distribution), 1 (anomaly), 255 (void)"
 
 
-class _Fishyscapes(IndexedSplit):
+class _Fishyscapes(TwoLayoutSplit):
     protocol = "fishyscapes"
-    official_dirs: tuple[str, ...] = ()
-    preprocessed_dir = ""
-
-    def __init__(self, root, check_count: bool = True, layout: str | None = None) -> None:
-        super().__init__(root, check_count)
-        if layout is not None and layout not in LAYOUTS:
-            raise ValueError(f"{self.name}: layout must be one of {LAYOUTS} or None, got {layout!r}")
-        self.layout = layout
-
-    # -- layout resolution ------------------------------------------------------------------
-    def _resolve_layout(self) -> tuple[str, Path]:
-        official = [self.root / d for d in self.official_dirs if (self.root / d).is_dir()]
-        pre = self.root / self.preprocessed_dir
-        if len(official) > 1 and self.layout != "preprocessed":
-            raise DataLayoutError(
-                f"{self.name}: ambiguous layout under {self.root}: both {official[0]} and {official[1]} "
-                "are present; keep only one"
-            )
-        if self.layout == "official" or (self.layout is None and official and not pre.is_dir()):
-            if not official:
-                raise DataLayoutError(
-                    f"{self.name}: missing official layout folder "
-                    f"{' or '.join(str(self.root / d) for d in self.official_dirs)}"
-                )
-            return "official", official[0]
-        if self.layout == "preprocessed" or (self.layout is None and pre.is_dir() and not official):
-            return "preprocessed", require_dir(pre, "preprocessed layout", self.name)
-        if official:
-            raise DataLayoutError(
-                f"{self.name}: ambiguous layout under {self.root}: both the official layout ({official[0]}) "
-                f"and the preprocessed layout ({pre}) are present; pass layout='official' or "
-                "layout='preprocessed'"
-            )
-        raise DataLayoutError(
-            f"{self.name}: not found under {self.root}: neither the official layout "
-            f"({' or '.join(str(self.root / d) for d in self.official_dirs)}) nor the preprocessed "
-            f"layout ({pre})"
-        )
 
     def _discover(self) -> dict[str, FrameRecord]:
         layout, folder = self._resolve_layout()

@@ -1,6 +1,6 @@
 """RoadAnomaly (Lis et al., ICCV 2019): 60 labelled frames, no void.
 
-Two layouts, auto-detected (``benchmarks.md`` §1.6, ``rpl-official.md`` §9):
+Two layouts, auto-detected (``docs/benchmarks.md`` §1.6, ``docs/rpl-official.md`` §9):
 
 * **official** -- the extracted ``RoadAnomaly_jpg.zip``
   (``cvlab-epfl/detecting-the-unexpected:src/datasets/road_anomaly.py``):
@@ -22,53 +22,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ._indexed import FrameRecord, IndexedSplit
+from ._indexed import FrameRecord
 from ._io import check_raw_values, lookup_table, require_dir, require_file
+from ._layouts import TwoLayoutSplit
 from .base import DataLayoutError, register_split
 
 __all__ = ["RoadAnomaly", "RA_OFFICIAL_LUT"]
 
 #: official raw classes (0 background, 1 road, 2 anomaly) -> anomaly label.
 RA_OFFICIAL_LUT = lookup_table({2: 1}, default=0)
-_LAYOUTS = ("official", "preprocessed")
 
 
 @register_split
-class RoadAnomaly(IndexedSplit):
+class RoadAnomaly(TwoLayoutSplit):
     """RoadAnomaly (Lis et al. 2019): 60 frames, anomaly = raw class 2, no void."""
 
     name = "road-anomaly"
     benchmark = "RoadAnomaly"
     protocol = "fishyscapes"
     expected_count = 60
-    official_dir = "RoadAnomaly_jpg"
+    official_dirs = ("RoadAnomaly_jpg",)
     preprocessed_dir = "road_anomaly"
-
-    def __init__(self, root, check_count: bool = True, layout: str | None = None) -> None:
-        super().__init__(root, check_count)
-        if layout is not None and layout not in _LAYOUTS:
-            raise ValueError(f"{self.name}: layout must be one of {_LAYOUTS} or None, got {layout!r}")
-        self.layout = layout
-
-    def _resolve_layout(self) -> tuple[str, Path]:
-        official, pre = self.root / self.official_dir, self.root / self.preprocessed_dir
-        if self.layout is not None:
-            folder = official if self.layout == "official" else pre
-            return self.layout, require_dir(folder, f"{self.layout} layout", self.name)
-        if official.is_dir() and pre.is_dir():
-            raise DataLayoutError(
-                f"{self.name}: ambiguous layout under {self.root}: both the official layout ({official}) "
-                f"and the preprocessed layout ({pre}) are present; pass layout='official' or "
-                "layout='preprocessed'"
-            )
-        if official.is_dir():
-            return "official", official
-        if pre.is_dir():
-            return "preprocessed", pre
-        raise DataLayoutError(
-            f"{self.name}: not found under {self.root}: neither the official layout ({official}) nor the "
-            f"preprocessed layout ({pre})"
-        )
 
     def _discover(self) -> dict[str, FrameRecord]:
         layout, folder = self._resolve_layout()

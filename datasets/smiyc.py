@@ -4,7 +4,7 @@ Layouts, split rules and label mappings follow the official loader
 ``SegmentMeIfYouCan/road-anomaly-benchmark:road_anomaly_benchmark/datasets/tracks.py`` (classes
 ``DatasetAnomalyTrack``, ``DatasetObstacleTrack``, ``DatasetLostAndFound``) and
 ``.../datasets/tracks_extra.py`` (AnomalyTrack validation ids), as summarised in
-``benchmarks.md`` §1.1-§1.3:
+``docs/benchmarks.md`` §1.1-§1.3:
 
 * **AnomalyTrack** (``dataset_AnomalyTrack/``): frames = ``images/*.jpg`` sorted by stem;
   validation = ``validation0000..0009`` (10), test = every other image (100, labels hidden).

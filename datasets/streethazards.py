@@ -1,7 +1,7 @@
 """StreetHazards test (Hendrycks et al., CAOS): 1500 frames of the CARLA towns t5 and t6.
 
 Layout (``hendrycks/anomaly-seg:create_dataset.py``,
-``matejgrcic/DenseHybrid:data/datasets/street_hazards/streethazards_test.py``; ``benchmarks.md`` §1.7):
+``matejgrcic/DenseHybrid:data/datasets/street_hazards/streethazards_test.py``; ``docs/benchmarks.md`` §1.7):
 ``StreetHazards/test/images/test/{t5,t6}/<stem>.png`` and the label at the same path with
 ``images`` -> ``annotations``. Frame id = ``<stem>`` (it must be unique across the two towns);
 order = town, then stem; ``Frame.meta["town"]`` is ``"t5"`` or ``"t6"``.

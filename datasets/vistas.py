@@ -47,6 +47,8 @@ from typing import Iterator
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._io import check_same_size, read_image, read_label
 from ._rescale import rescale_short_side
 from .base import DataLayoutError
@@ -207,12 +209,12 @@ class MapillaryVistas:
     def __init__(self, root: str | os.PathLike, split: str = "training", version: str = "v1.2",
                  short_side: int | None = None) -> None:
         if split not in ("training", "validation"):
-            raise ValueError(
+            raise UsageError(
                 f"split must be 'training' or 'validation' (Vistas testing labels are not public), got {split!r}")
         if version not in VISTAS_VERSIONS:
-            raise ValueError(f"version must be one of {', '.join(VISTAS_VERSIONS)}, got {version!r}")
+            raise UsageError(f"version must be one of {', '.join(VISTAS_VERSIONS)}, got {version!r}")
         if short_side is not None and int(short_side) < 1:
-            raise ValueError(f"short_side must be >= 1, got {short_side}")
+            raise UsageError(f"short_side must be >= 1, got {short_side}")
         self.root = find_vistas_root(root)
         self.split, self.version, self.short_side = split, version, short_side
         config, label_dir = _layout(self.root, version, split)

@@ -42,6 +42,8 @@ from typing import Iterator
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._io import check_same_size, read_image
 from ._rescale import rescale_short_side
 from .base import DataLayoutError
@@ -131,7 +133,7 @@ class WildDash2:
 
     def __init__(self, root: str | os.PathLike, short_side: int | None = None) -> None:
         if short_side is not None and int(short_side) < 1:
-            raise ValueError(f"short_side must be >= 1, got {short_side}")
+            raise UsageError(f"short_side must be >= 1, got {short_side}")
         self.root = find_wilddash2_root(root)
         self.short_side = short_side
         js = self.root / "panoptic.json"

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Iterable
 
 import torch
 
+from oodbench.errors import OodbenchError
 from oodbench.preprocess import Normalisation
 from oodbench.registry import PluginValidationError, Registry
 from oodbench.segmenters.base import CITYSCAPES_LABEL_IDS, PretrainedCfg
@@ -68,7 +69,7 @@ def label_space_of(cfg: PretrainedCfg | None) -> str | None:
     return None
 
 
-class UntrainedMethodError(ValueError):
+class UntrainedMethodError(OodbenchError, ValueError):
     """The method's weights come from nowhere (random or unfitted); the message names what is missing."""
 
 
@@ -111,6 +112,8 @@ class Method:
     pretrained_cfg: PretrainedCfg | None = None
     #: sha256 of the fitted-state file loaded by ``oodbench run --state`` (set by the loader)
     fitted_state_sha256: str | None = None
+    #: the validation split a checkpoint was selected on (its numbers there are not held-out), or None
+    selected_on: str | None = None
     #: the registry name this instance was built under (set by :func:`build`; an entry point may
     #: register a class under another name than its ``name``)
     registry_name: str | None = None

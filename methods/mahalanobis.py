@@ -32,6 +32,8 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
+from oodbench.errors import UsageError
+
 from .base import FitBatch, SegmenterMethod, register_method
 
 __all__ = ["Mahalanobis", "GaussianStatistics", "min_mahalanobis"]
@@ -106,10 +108,10 @@ class Mahalanobis(SegmenterMethod):
         from oodbench.segmenters.base import DeepLabV3PlusBase
 
         if not isinstance(self.model, DeepLabV3PlusBase):
-            raise ValueError(f"mahalanobis needs a registered DeepLabV3+ segmenter (decoder features), "
+            raise UsageError(f"mahalanobis needs a registered DeepLabV3+ segmenter (decoder features), "
                              f"got {type(self.model).__name__}")
         if not ridge >= 0:
-            raise ValueError(f"mahalanobis: ridge must be >= 0, got {ridge}")
+            raise UsageError(f"mahalanobis: ridge must be >= 0, got {ridge}")
         self.ridge = float(ridge)
         self.means: torch.Tensor | None = None
         self.precision: torch.Tensor | None = None

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from oodbench.errors import UsageError
+
 from .base import PostHocMethod, register_method
 
 __all__ = ["MaxSoftmax", "Energy", "MaxLogit", "Entropy"]
@@ -42,7 +44,7 @@ class Energy(PostHocMethod):
     def __init__(self, temperature: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
         if not temperature > 0:
-            raise ValueError(f"energy: temperature must be > 0, got {temperature}")
+            raise UsageError(f"energy: temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
 
     def score(self, logits: torch.Tensor) -> torch.Tensor:  # type: ignore[override]

@@ -30,6 +30,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from oodbench.errors import UsageError
+
 from .base import Method
 
 __all__ = ["GroundFocus", "POSTPROCESSES", "apply_postprocess", "ground_hull_mask"]
@@ -132,6 +134,10 @@ class GroundFocus(Method):
         return self.inner.fitted_state_sha256
 
     @property
+    def selected_on(self) -> str | None:  # type: ignore[override]
+        return self.inner.selected_on
+
+    @property
     def registry_name(self) -> str | None:  # type: ignore[override]
         return self.inner.registry_name
 
@@ -210,5 +216,5 @@ def apply_postprocess(method: Method, name: str | None) -> Method:
     if name is None or name == "none":
         return method
     if name not in POSTPROCESSES:
-        raise ValueError(f"--postprocess: unknown post-process {name!r}; choose from none, {', '.join(POSTPROCESSES)}")
+        raise UsageError(f"--postprocess: unknown post-process {name!r}; choose from none, {', '.join(POSTPROCESSES)}")
     return POSTPROCESSES[name](method)

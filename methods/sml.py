@@ -39,6 +39,8 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
+from oodbench.errors import UsageError
+
 from .base import FitBatch, PostHocMethod, register_method
 
 __all__ = ["SML", "standardized_max_logit", "boundary_suppression", "dilated_smoothing"]
@@ -110,7 +112,7 @@ class SML(PostHocMethod):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if r0 < 1 or dr < 0 or iterations < 0 or kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0 or dilation < 1:
-            raise ValueError("sml: need r0 >= 1, dr >= 0, iterations >= 0, an odd kernel_size, sigma > 0, "
+            raise UsageError("sml: need r0 >= 1, dr >= 0, iterations >= 0, an odd kernel_size, sigma > 0, "
                              "dilation >= 1")
         self.use_boundary = bool(boundary_suppression)
         self.use_smoothing = bool(dilated_smoothing)

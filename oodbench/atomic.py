@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from oodbench.errors import OodbenchError
+
 __all__ = [
     "atomic_path",
     "atomic_write_bytes",
@@ -38,7 +40,7 @@ TMP_PREFIX = ".tmp-"
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
-class DiskFullError(OSError):
+class DiskFullError(OodbenchError, OSError):
     """A write failed because the file system (or a quota / file-size limit) is full."""
 
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from oodbench.errors import OodbenchError
+
 __all__ = ["main", "build_parser"]
 
 #: sub-commands defined in this module: parsing them needs none of the extension modules below
@@ -26,10 +28,10 @@ _EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("oodbench.datasets.synth.command", "add_synth_parser"),
     ("oodbench.datasets.synth.command", "add_prepare_parser"),
     ("oodbench.datasets.synth.command", "add_download_parser"),
-    ("oodbench.training.command", "add_train_segmenter_parser"),
+    ("oodbench.training.segmenter", "add_train_segmenter_parser"),
     ("oodbench.methods.rpl.train", "add_train_parser"),
     ("oodbench.demo", "add_demo_parser"),
-    ("oodbench.fishyscapes", "add_fishyscapes_export_parser"),
+    ("oodbench.fishyscapes_submission", "add_fishyscapes_export_parser"),
     ("oodbench.fitting", "add_fit_parser"),
 )
 
@@ -41,7 +43,7 @@ ENVIRONMENT = {
 }
 
 
-class CLIError(Exception):
+class CLIError(OodbenchError):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
@@ -144,54 +146,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def resolve_splits(names: Sequence[str], data_root: str | None, check_count: bool = True,
-                   labelled_only: bool = True, layout: str | None = None) -> list:
-    """Split objects for ``--dataset`` values (``all`` = every labelled split found).
+def _resolve_splits(args: argparse.Namespace, names: Sequence[str], labelled_only: bool = True) -> list:
+    """The splits for ``--dataset`` values (:func:`oodbench.datasets.resolve_splits`); prints the
+    splits ``all`` skipped, one line each, on stderr."""
+    from oodbench.datasets import resolve_splits
 
-    ``layout`` ("official" / "preprocessed") is passed to the splits that have two layouts.
-    """
-    import inspect
-
-    from oodbench import datasets as D
-
-    root = D.resolve_data_root(data_root)
-
-    def kwargs_for(name: str) -> dict[str, Any]:
-        kw: dict[str, Any] = {"check_count": check_count}
-        cls = D.DATASETS.get(name).obj
-        if layout is not None and "layout" in inspect.signature(cls.__init__).parameters:
-            kw["layout"] = layout
-        return kw
-
-    wanted: list[str] = []
-    for name in names:
-        if name == "all":
-            found, missing = [], {}
-            for split_name in D.DATASETS.names():
-                cls = D.DATASETS.get(split_name).obj
-                if labelled_only and not cls.labels_public:
-                    continue
-                reason = cls.detect(root, **kwargs_for(split_name))
-                if reason is None:
-                    found.append(split_name)
-                else:
-                    missing[split_name] = reason
-            for split_name, reason in sorted(missing.items()):
-                print(f"oodbench: skipping {split_name}: {reason.splitlines()[0]}", file=sys.stderr)
-            if not found:
-                raise CLIError(
-                    f"no labelled split found under {root}; expected the official layouts "
-                    "(see `oodbench list datasets --data-root DIR` and the README's table)"
-                )
-            wanted += found
-        else:
-            D.DATASETS.get(name)  # raises with the list of valid names
-            wanted.append(name)
-    splits, seen = [], set()
-    for name in wanted:
-        if name not in seen:
-            seen.add(name)
-            splits.append(D.get_split(name, root, **kwargs_for(name)))
+    splits, skipped = resolve_splits(names, args.data_root, check_count=not args.no_count_check,
+                                     labelled_only=labelled_only, layout=args.layout)
+    for split_name, reason in sorted(skipped.items()):
+        print(f"oodbench: skipping {split_name}: {reason.splitlines()[0]}", file=sys.stderr)
     return splits
 
 
@@ -275,8 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from oodbench.runner import RunConfig, run_method
 
     check_device(args.device)
-    splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check,
-                            labelled_only=True, layout=args.layout)
+    splits = _resolve_splits(args, args.dataset)
     kwargs = parse_method_params(args.method, args.param)
     if args.checkpoint:
         if not Path(args.checkpoint).is_file():
@@ -292,6 +254,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         state=Path(args.state) if args.state else None,
     )
     method = _build_method(args.method, kwargs)
+    if args.postprocess not in (None, "none"):
+        from oodbench.methods import apply_postprocess
+
+        method = apply_postprocess(method, args.postprocess)
     results = run_method(args.method, splits, cfg, method_kwargs=kwargs, method=method)
     if args.json:
         write_json_records(args.json, [r.to_dict() for r in results])
@@ -306,8 +272,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from oodbench.results import Result, save_result
     from oodbench.store import PredictionStore
 
-    splits = resolve_splits(args.dataset, args.data_root, check_count=not args.no_count_check,
-                            layout=args.layout)
+    splits = _resolve_splits(args, args.dataset)
     if args.fpr_rule is not None:  # a rule the protocol does not define is refused before any pass
         from oodbench.metrics import build_protocol
 
@@ -364,8 +329,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from oodbench.submit import SMIYC_SUBMISSION_SPLITS, build_smiyc_submission
 
     names = args.dataset or list(SMIYC_SUBMISSION_SPLITS)
-    splits = resolve_splits(names, args.data_root, check_count=not args.no_count_check,
-                            labelled_only=False, layout=args.layout)
+    splits = _resolve_splits(args, names, labelled_only=False)
     counts = build_smiyc_submission(args.predictions, args.method, args.out, splits, progress=want_progress(args))
     for key, n in counts.items():
         print(f"{key}: {n} frames")
@@ -429,6 +393,10 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--allow-untrained", action="store_true",
                    help="score a method without trained weights (no --checkpoint, or a segmenter-only file for "
                         "rpl); its records and leaderboard rows are marked untrained")
+    p.add_argument("--postprocess", default=None, metavar="NAME",
+                   help="wrap the method in a post-process: 'ground-focus' (RPL supplementary Table 1: scores outside "
+                        "the road+sidewalk convex hull set to the image minimum); recorded in hparams. Records keep "
+                        "the method's name: give such runs their own --out and --results")
     p.add_argument("--overwrite", action="store_true", help="recompute stored predictions")
     p.add_argument("--adopt-store", action="store_true",
                    help="trust stored frames that carry no configuration record (older oodbench, other "
@@ -492,9 +460,11 @@ def _needs_extensions(argv: Sequence[str]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from oodbench.contracts import ContractError
-    from oodbench.registry import RegistryError
-
+    """Run one command. Exit status 2 with a one-line ``oodbench: error: ...`` for the errors that
+    are the user's to fix: the :class:`~oodbench.errors.OodbenchError` family, and ``OSError``
+    (a path that does not exist, is not writable or is on a full disk -- the message names the
+    path). Anything else is a bug and propagates with its traceback; argparse errors keep
+    argparse's own message and status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(extensions=_needs_extensions(argv))
     args = parser.parse_args(argv)
@@ -506,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-    except (CLIError, RegistryError, ContractError, OSError, ValueError) as exc:
+    except (OodbenchError, OSError) as exc:
         print(f"oodbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

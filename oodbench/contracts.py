@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from oodbench.errors import OodbenchError
+
 __all__ = [
     "INLIER",
     "ANOMALY",
@@ -23,8 +25,6 @@ __all__ = [
     "Frame",
     "ContractError",
     "check_labels",
-    "check_scores",
-    "check_image",
 ]
 
 INLIER = 0
@@ -34,7 +34,7 @@ IGNORE = 255
 OOD_PASTE = 254
 
 
-class ContractError(ValueError):
+class ContractError(OodbenchError, ValueError):
     """Input that violates the score/label contract; the message names the frame or file."""
 
 
@@ -94,29 +94,3 @@ def check_labels(labels: np.ndarray, where: str) -> np.ndarray:
             )
     return arr
 
-
-def check_scores(scores: np.ndarray, where: str) -> np.ndarray:
-    """Validate a score map: real floating point, no NaN/inf. Returns it unchanged (no transform)."""
-    arr = np.asarray(scores)
-    if arr.dtype.kind != "f":
-        if arr.dtype.kind in "uib":
-            raise ContractError(
-                f"{where}: scores must be floating point, got {arr.dtype} "
-                "(cast explicitly if integer scores are intended)"
-            )
-        raise ContractError(f"{where}: scores must be a real floating-point array, got {arr.dtype}")
-    if arr.size and not np.isfinite(arr).all():
-        n_nan = int(np.isnan(arr).sum())
-        n_inf = int(np.isinf(arr).sum())
-        raise ContractError(f"{where}: scores contain {n_nan} NaN and {n_inf} infinite values")
-    return arr
-
-
-def check_image(image: np.ndarray, where: str) -> np.ndarray:
-    """Validate an RGB uint8 ``[H, W, 3]`` image."""
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ContractError(
-            f"{where}: image must be RGB uint8 [H, W, 3], got dtype {arr.dtype} shape {arr.shape}"
-        )
-    return arr

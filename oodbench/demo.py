@@ -189,11 +189,13 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] | None = None) -> dict[
         shutil.rmtree(cfg.out / "predictions" / "semantic" / "rpl", ignore_errors=True)
 
     # 5. every method on every labelled split ---------------------------------------------------
-    from oodbench.cli import resolve_splits
+    from oodbench.datasets import resolve_splits
     from oodbench.methods import build
     from oodbench.runner import RunConfig, run_method
 
-    splits = resolve_splits(["all"], str(data))
+    splits, skipped = resolve_splits(["all"], str(data))
+    for split_name, reason in sorted(skipped.items()):
+        log(f"oodbench: skipping {split_name}: {reason.splitlines()[0]}")
     run_cfg = RunConfig(out=cfg.out / "predictions", results_dir=cfg.out / "results", device=cfg.device,
                         progress=cfg.progress)
 

@@ -29,7 +29,7 @@ def pooled_curve(split, store: PredictionStore) -> dict[str, np.ndarray]:
 
     acc = ExactPixelAccumulator()
     for fid in split.frame_ids():
-        frame = split.load_labels(fid) if hasattr(split, "load_labels") else split.load(fid)
+        frame = split.load_labels(fid)
         acc.update(store.read_anomaly(split.key, fid), frame.label, frame_id=fid)
     return acc.curve()
 
@@ -52,7 +52,7 @@ def plot_curves(splits: Sequence, predictions: Path, methods: Sequence[str], out
         ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.02))
         ax_roc.axhline(0.95, color="grey", lw=0.5, ls="--")
         ax_pr.legend(loc="lower left", fontsize=8)
-        fig.suptitle(f"{split.name} — {SYNTHETIC_NOTE if getattr(split, 'synthetic', False) else 'pooled pixels'}")
+        fig.suptitle(f"{split.name} — {SYNTHETIC_NOTE if split.synthetic else 'pooled pixels'}")
         fig.tight_layout()
         path = out_dir / f"curves_{split.name}.png"
         fig.savefig(path, dpi=100)
@@ -95,7 +95,7 @@ def plot_overlays(splits: Sequence, predictions: Path, methods: Sequence[str], o
                     ax.set_title(title, fontsize=8)
         for ax in axes.ravel():
             ax.axis("off")
-        fig.suptitle(f"{split.name} — {SYNTHETIC_NOTE if getattr(split, 'synthetic', False) else ''}", fontsize=9)
+        fig.suptitle(f"{split.name} — {SYNTHETIC_NOTE if split.synthetic else ''}", fontsize=9)
         fig.tight_layout()
         path = out_dir / f"overlay_{split.name}.png"
         fig.savefig(path, dpi=100)

@@ -18,7 +18,7 @@ never decoded. Pass 2 reuses the (checked) labels and scores pass 1 read while t
 ``pass2_cache_bytes`` (6 MB per 1024x2048 float16 frame) and re-reads only the rest.
 
 ``reduce`` merges accumulator states across processes between passes (identity in one process;
-``oodbench.distributed`` passes an all-gather merge), so sharded evaluation gives exactly the
+``oodbench.sharding`` passes an all-gather merge), so sharded evaluation gives exactly the
 single-process numbers.
 """
 from __future__ import annotations
@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+
+from oodbench.errors import OodbenchError
 
 from .contracts import ContractError, check_labels
 from .results import DataFingerprint
@@ -50,7 +52,7 @@ class MissingPredictionsError(PredictionError):
     """Some frames of the split have no stored prediction; nothing is reported as complete."""
 
 
-class LabelsHiddenError(ValueError):
+class LabelsHiddenError(OodbenchError, ValueError):
     """The split's ground truth is not public (use a submission instead)."""
 
 

@@ -28,6 +28,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .errors import OodbenchError, UsageError
+
 __all__ = ["FIT_SPLITS", "iter_fit_batches", "fit_method", "save_state", "read_state", "load_state_into",
            "add_fit_parser", "StateError"]
 
@@ -36,7 +38,7 @@ FIT_SPLITS = {"cityscapes-train": "train"}
 META_KEY = "oodbench"
 
 
-class StateError(ValueError):
+class StateError(OodbenchError, ValueError):
     """A fitted-state file is unreadable or does not belong to the method / weights it is loaded into."""
 
 
@@ -67,7 +69,7 @@ def iter_fit_batches(method, data_root: str | os.PathLike, split: str = "citysca
     from .preprocess import normaliser
 
     if split not in FIT_SPLITS:
-        raise ValueError(f"--split: unknown training split {split!r}; choose from {', '.join(FIT_SPLITS)}")
+        raise UsageError(f"--split: unknown training split {split!r}; choose from {', '.join(FIT_SPLITS)}")
     data = CityscapesSegmentation(data_root, FIT_SPLITS[split])
     n = len(data) if max_images is None else min(len(data), max_images)
     device = method.device
@@ -108,11 +110,11 @@ def fit_method(method, method_name: str, data_root: str | os.PathLike, split: st
     from .results import git_commit
 
     if not method.requires_fit:
-        raise ValueError(f"method {method_name!r} has nothing to fit (requires_fit is False); "
+        raise UsageError(f"method {method_name!r} has nothing to fit (requires_fit is False); "
                          f"run it directly with `oodbench run --method {method_name}`")
     command = method.fit_command.format(name=method_name)
     if not command.startswith("oodbench fit"):
-        raise ValueError(f"method {method_name!r} is not fitted by `oodbench fit`: {command}")
+        raise UsageError(f"method {method_name!r} is not fitted by `oodbench fit`: {command}")
     digest = hashlib.sha256()
     counter: dict[str, int] = {}
     t0 = time.perf_counter()

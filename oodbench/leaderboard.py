@@ -10,14 +10,13 @@ rows scored with untrained weights (``--allow-untrained``) are marked unmistakab
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
 from .results import Result, default_fpr_rule, load_results
 
-__all__ = ["METRIC_COLUMNS", "load", "to_frame", "render_markdown", "write_markdown"]
+__all__ = ["METRIC_COLUMNS", "load", "to_frame", "render_markdown"]
 
 #: metric key -> (column title, higher is better, shown in percent)
 METRIC_COLUMNS: dict[str, tuple[str, bool, bool]] = {
@@ -50,6 +49,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
             "fpr_rule": r.effective_fpr_rule,
             "synthetic": bool(r.synthetic),
             "untrained": bool(r.untrained),
+            "selected_on": r.selected_on or "",
             "source": r.notes.get("source", "ours") if isinstance(r.notes, dict) else "ours",
             "num_frames": r.num_frames,
             "plugin": f"{r.plugin.get('distribution', '')} {r.plugin.get('version', '')}".strip(),
@@ -59,8 +59,8 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
         for key in METRIC_COLUMNS:
             row[key] = r.metrics.get(key)
         rows.append(row)
-    cols = ["dataset", "benchmark", "method", "registered_method", "protocol", "protocol_version", "fpr_rule", "synthetic", "untrained",
-            "source",
+    cols = ["dataset", "benchmark", "method", "registered_method", "protocol", "protocol_version", "fpr_rule",
+            "synthetic", "untrained", "selected_on", "source",
             "num_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -83,7 +83,7 @@ def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard") -> st
     if df.empty:
         return f"# {title}\n\n(no results)\n"
     df = df.copy()
-    for col, default in (("fpr_rule", ""), ("untrained", False), ("source", "ours")):
+    for col, default in (("fpr_rule", ""), ("untrained", False), ("source", "ours"), ("selected_on", "")):
         df[col] = df[col].fillna(default) if col in df else default
     parts = [f"# {title}", ""]
     if df["synthetic"].any():
@@ -141,6 +141,9 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool) -> list[str]:
     for _, r in order.iterrows():
         untrained = bool(r["untrained"])
         row = [f"{r['method']} {UNTRAINED_MARK}" if untrained else r["method"]]
+        if r["selected_on"]:  # numbers of a checkpoint chosen on a validation split (this one, or another)
+            row[0] += (" (checkpoint selected on this split)" if r["selected_on"] == r["dataset"]
+                       else f" (checkpoint selected on {r['selected_on']})")
         if has_source:
             src = r["source"]
             if src == "ours":
@@ -167,11 +170,3 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool) -> list[str]:
         parts.append("")
     return parts
 
-
-def write_markdown(results_dir: str | os.PathLike, out: str | os.PathLike | None = None, **kw) -> str:
-    text = render_markdown(load(results_dir), **kw)
-    if out is not None:
-        from .atomic import atomic_write_text
-
-        atomic_write_text(Path(out), text)
-    return text

@@ -1,6 +1,7 @@
 """One small name -> factory registry, used for methods, dataset splits and segmenters.
 
-Design (see ``style.md``): timm-style registration by decorator, detectron2-style errors that
+Design: timm-style registration by decorator (``huggingface/pytorch-image-models:timm/models/_registry.py``),
+detectron2-style errors that
 list the valid names, pluggy-style lazy loading of third-party plugins from an entry-point group
 with an opt-out variable (``OODBENCH_DISABLE_PLUGIN_AUTOLOAD=1``) and provenance (which
 distribution and version provided each entry). Duplicates are errors, never silent overwrites.
@@ -15,19 +16,21 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from oodbench.errors import OodbenchError
+
 __all__ = ["Registry", "RegistryEntry", "RegistryError", "PluginValidationError"]
 
 DISABLE_AUTOLOAD_ENV = "OODBENCH_DISABLE_PLUGIN_AUTOLOAD"
 
 
-class RegistryError(KeyError):
+class RegistryError(OodbenchError, KeyError):
     """Unknown or duplicate name in a registry (the message lists what is available)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable
         return str(self.args[0]) if self.args else ""
 
 
-class PluginValidationError(TypeError):
+class PluginValidationError(OodbenchError, TypeError):
     """A registered object does not satisfy the registry's contract."""
 
 

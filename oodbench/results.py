@@ -2,7 +2,8 @@
 
 A record holds the metrics with their protocol, its version and FPR95 rule, and everything needed to
 tell two numbers apart later: oodbench version and git commit, method hyperparameters, checkpoint
-sha256, whether the weights were trained (``untrained``), which distribution provided the method
+sha256, whether the weights were trained (``untrained``), the split a selected checkpoint was chosen
+on (``selected_on``: its numbers on that split are not held-out), which distribution provided the method
 (plugins), a fingerprint of the evaluated data (frame ids and decoded-label hashes), whether the
 data was synthetic, device and wall time.
 
@@ -29,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from oodbench.errors import OodbenchError
+
 from .atomic import atomic_write_json
 
 if TYPE_CHECKING:
@@ -37,9 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["Result", "RecordError", "DataFingerprint", "save_result", "load_results", "result_filename",
            "validate_record", "default_fpr_rule", "git_commit", "REQUIRED_FIELDS"]
 
-#: 2: ``fpr_rule`` and ``untrained`` fields; the protocol in the file name
-#: 3: ``name`` (the run name, ``oodbench run --name``) and ``fitted_state_sha256`` fields
-SCHEMA_VERSION = 3
+#: 2: ``fpr_rule`` and ``untrained`` fields; the protocol in the file name; 3: ``selected_on``
+#: 4: ``name`` (the run name, ``oodbench run --name``) and ``fitted_state_sha256`` fields
+SCHEMA_VERSION = 4
 
 
 class DataFingerprint:
@@ -96,7 +99,7 @@ class DataFingerprint:
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "method": (str,), "dataset": (str,), "benchmark": (str,), "protocol": (str,),
     "protocol_version": (str,), "fpr_rule": (str,), "metrics": (dict,), "num_frames": (int,),
-    "synthetic": (bool,), "untrained": (bool,), "hparams": (dict,), "checkpoint_sha256": (str, type(None)),
+    "synthetic": (bool,), "untrained": (bool,), "selected_on": (str, type(None)), "hparams": (dict,), "checkpoint_sha256": (str, type(None)),
     "plugin": (dict,), "data_fingerprint": (str,), "data_root": (str,), "predictions": (str,),
     "device": (str,), "wall_time_s": (int, float, type(None)), "oodbench_version": (str,),
     "git_commit": (str, type(None)), "created": (str,), "notes": (dict,), "schema_version": (int,),
@@ -106,7 +109,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 REQUIRED_FIELDS = ("method", "dataset", "benchmark", "protocol", "protocol_version", "metrics", "num_frames")
 
 
-class RecordError(ValueError):
+class RecordError(OodbenchError, ValueError):
     """A result record file is unreadable or invalid; the message names the file and the field."""
 
 
@@ -128,6 +131,8 @@ class Result:
     fpr_rule: str = ""
     synthetic: bool = False
     untrained: bool = False
+    #: the split the evaluated checkpoint was selected on (``best-<split>-*.pth``), else ``None``
+    selected_on: str | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
     checkpoint_sha256: str | None = None
     plugin: dict[str, str] = field(default_factory=dict)
@@ -161,6 +166,7 @@ class Result:
         device: str | None = None,
         wall_time_s: float | None = None,
         notes: dict[str, Any] | None = None,
+        selected_on: str | None = None,
         name: str | None = None,
         fitted_state_sha256: str | None = None,
     ) -> "Result":
@@ -176,13 +182,15 @@ class Result:
             device: what computed the predictions (default: this host's processor).
             wall_time_s: default: the evaluation's own wall time.
             notes: default: the evaluation's notes.
+            selected_on: the split the method's checkpoint was selected on (``method.selected_on``).
         """
         from . import __version__
 
         return cls(
             method=method, dataset=split.name, benchmark=split.benchmark, protocol=ev.protocol,
             protocol_version=ev.protocol_version, metrics=dict(ev.metrics), num_frames=int(ev.num_frames),
-            fpr_rule=ev.fpr_rule, synthetic=bool(getattr(split, "synthetic", False)), untrained=bool(untrained),
+            fpr_rule=ev.fpr_rule, synthetic=bool(split.synthetic), untrained=bool(untrained),
+            selected_on=selected_on,
             hparams=dict(hparams or {}), checkpoint_sha256=checkpoint_sha256, plugin=dict(plugin or {}),
             data_fingerprint=ev.data_fingerprint, data_root=str(split.root), predictions=str(predictions),
             device=device or platform.processor() or platform.machine(),
@@ -395,7 +403,3 @@ def _names_oodbench(pyproject: Path) -> bool:
         return tomllib.loads(text).get("project", {}).get("name") == "oodbench"
     except ValueError:
         return False
-
-
-def dumps(result: Result) -> str:
-    return json.dumps(result.to_dict(), indent=2)

@@ -17,16 +17,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from oodbench.errors import OodbenchError
+
 from .evaluate import evaluate_split
 from .preprocess import normaliser
 from .results import Result, save_result
-from .segmenters.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
+from .segmenters.inference import autocast
 from .store import PredictionStore, config_digest
 
-__all__ = ["RunConfig", "predict_split", "run_method", "IMAGENET_MEAN", "IMAGENET_STD", "StaleRunError"]
+__all__ = ["RunConfig", "predict_split", "run_method", "StaleRunError"]
 
 
-class StaleRunError(ValueError):
+class StaleRunError(OodbenchError, ValueError):
     """Stored predictions were produced by a different method configuration."""
 
 
@@ -194,7 +196,6 @@ def predict_split(
         prefetch_factor=4 if cfg.num_workers > 0 else None,
         persistent_workers=False,
     )
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp or "")
     writes: list[Future] = []
     pool = ThreadPoolExecutor(max_workers=2)
 
@@ -208,9 +209,7 @@ def predict_split(
 
     def flush(fids: list[str], images: list[torch.Tensor]) -> None:
         x = normalise(torch.stack(images))
-        with torch.inference_mode(), torch.autocast(
-            device_type=device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None and (device.type == "cuda" or amp_dtype == torch.bfloat16)
-        ):
+        with torch.inference_mode(), autocast(device, cfg.amp):
             anomaly, logits = method.predict(x)
         sem = logits.argmax(dim=1).to(torch.uint8) if want_semantic else None
         # one host sync per batch
@@ -256,7 +255,7 @@ def run_method(
     """``oodbench run``: build the method once, then predict/store/evaluate every split."""
     from .methods import METHODS, UntrainedMethodError, build
 
-    from .distributed import barrier, gather_objects, init_distributed, make_reducer, shard
+    from .sharding import barrier, gather_objects, init_distributed, make_reducer, shard
 
     ctx = init_distributed(cfg.device)
     cfg = RunConfig(**{**cfg.__dict__, "device": str(ctx.device),
@@ -311,6 +310,7 @@ def run_method(
             ev, split, method=method_name, hparams=fp["hparams"], checkpoint_sha256=fp["checkpoint_sha256"],
             plugin=METHODS.get(method_name).provenance, untrained=untrained is not None, predictions=cfg.out,
             device=str(cfg.device), wall_time_s=time.perf_counter() - t0, notes=notes,
+            selected_on=method.selected_on,  # a checkpoint chosen on a validation split
             name=store_name, fitted_state_sha256=method.fitted_state_sha256,
         )
         if ctx.is_main:

@@ -1,6 +1,6 @@
 """Official submission archives.
 
-SMIYC (``benchmarks.md`` §4.1): the organisers evaluate the tree the official wrapper writes,
+SMIYC (``docs/benchmarks.md`` §4.1): the organisers evaluate the tree the official wrapper writes,
 ``anomaly_p/<method>/<persistence name>/<frame-id>.hdf5`` with one float16 dataset ``value`` of
 the full image resolution. :func:`build_smiyc_submission` reads every frame of each requested split
 through :meth:`oodbench.store.PredictionStore.read_anomaly` — the reader evaluation uses, so a frame
@@ -30,7 +30,7 @@ __all__ = ["SMIYC_SUBMISSION_SPLITS", "SMIYC_SCORE_DTYPE", "build_smiyc_submissi
 #: the leaderboard splits the SMIYC server evaluates
 SMIYC_SUBMISSION_SPLITS = ("smiyc-anomaly-test", "smiyc-obstacle-test", "smiyc-laf-noknown")
 
-#: the dtype of ``value`` the official wrapper writes (``benchmarks.md`` §4.1)
+#: the dtype of ``value`` the official wrapper writes (``docs/benchmarks.md`` §4.1)
 SMIYC_SCORE_DTYPE = np.float16
 
 _SHOWN = 30  # problems listed in one error message

@@ -15,7 +15,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from oodbench import segmenters
 
@@ -82,7 +81,7 @@ def test_run_under_autocast_stores_and_evaluates_float32(synth_root, tmp_path, m
     for mode in ("fp32", amp):
         method = _energy()
         convs[mode] = _record_conv_dtypes(method.model)
-        cfg = RunConfig(out=tmp_path / mode / "out", results_dir=tmp_path / mode / "res", device=device,
+        cfg = RunConfig(out=tmp_path / mode / "out", results_dir=tmp_path / mode / "res", device=device, allow_untrained=True,
                         batch_size=4, amp=None if mode == "fp32" else amp, progress=False)
         results[mode] = run_method("energy", [split], cfg, method=method)[0].metrics
     assert set(convs["fp32"]) == {torch.float32}
@@ -137,32 +136,7 @@ def test_smiyc_scores_pass_the_float16_guard_under_autocast(synth_root, tmp_path
 
 
 # ------------------------------------------------------------------------------------ training
-class _City:
-    """Stand-in for the Cityscapes train set (uint8 image, train ids with a void band)."""
 
-    def __len__(self) -> int:
-        return 4
-
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng(i)
-        lab = rng.integers(0, 19, (40, 56)).astype(np.uint8)
-        lab[:3] = 255
-        return rng.integers(0, 256, (40, 56, 3), dtype=np.uint8), lab
-
-
-@pytest.fixture(scope="module")
-def coco_pairs(tmp_path_factory):
-    """(image, 0/254 mask) pairs with one object each, so CoroCL runs."""
-    d = tmp_path_factory.mktemp("coco_amp")
-    pairs = []
-    for i in range(3):
-        rng = np.random.default_rng(70 + i)
-        mask = np.zeros((36, 44), np.uint8)
-        mask[8:26, 10 + i : 30 + i] = 254
-        Image.fromarray(rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)).save(d / f"{i:012d}.jpg", quality=95)
-        Image.fromarray(mask).save(d / f"{i:012d}.png")
-        pairs.append((d / f"{i:012d}.jpg", d / f"{i:012d}.png"))
-    return pairs
 
 
 def _rpl_cfg(out, device: str, amp: bool, **kw):
@@ -206,7 +180,7 @@ def loss_dtypes(monkeypatch):
 
 
 @pytest.mark.parametrize("device", TRAIN)
-def test_rpl_step_under_bf16_autocast_keeps_losses_and_state_float32(tmp_path, coco_pairs, loss_dtypes, device):
+def test_rpl_step_under_bf16_autocast_keeps_losses_and_state_float32(tiny_city, tmp_path, coco_pairs, loss_dtypes, device):
     from oodbench.methods.rpl.train import RPLTrainer
     from oodbench.training.logs import read_csv_log
 
@@ -215,7 +189,7 @@ def test_rpl_step_under_bf16_autocast_keeps_losses_and_state_float32(tmp_path, c
         loss_dtypes.clear()
         net = _rpl_net()
         convs = _record_conv_dtypes(net.branch1.residual_block)
-        trainer = RPLTrainer(_rpl_cfg(tmp_path / str(amp), device, amp, max_iters=2), model=net, city=_City(),
+        trainer = RPLTrainer(_rpl_cfg(tmp_path / str(amp), device, amp, max_iters=2), model=net, city=tiny_city(4),
                              coco=coco_pairs)
         result = trainer.fit()
         assert result.iteration == 2
@@ -239,7 +213,7 @@ def test_rpl_step_under_bf16_autocast_keeps_losses_and_state_float32(tmp_path, c
 
 
 @pytest.mark.parametrize("device", TRAIN)
-def test_bf16_checkpoint_is_float32_and_resume_restores_it(tmp_path, coco_pairs, monkeypatch, device):
+def test_bf16_checkpoint_is_float32_and_resume_restores_it(tiny_city, tmp_path, coco_pairs, monkeypatch, device):
     """A run stopped and resumed under bf16 autocast: the checkpoint holds float32 weights and
     optimizer state, resuming restores exactly what was saved, and the resumed run ends where the
     uninterrupted one does (bit for bit on CPU; CUDA kernels such as the bilinear upsampling's
@@ -259,7 +233,7 @@ def test_bf16_checkpoint_is_float32_and_resume_restores_it(tmp_path, coco_pairs,
     monkeypatch.setattr(RPLTrainer, "load_payload", recording_load)
 
     def run(out, **kw):
-        return train_rpl(_rpl_cfg(out, device, True, max_iters=4, **kw), model=_rpl_net(), city=_City(),
+        return train_rpl(_rpl_cfg(out, device, True, max_iters=4, **kw), model=_rpl_net(), city=tiny_city(4),
                          coco=coco_pairs)
 
     run(tmp_path / "full")
@@ -289,7 +263,7 @@ def test_bf16_checkpoint_is_float32_and_resume_restores_it(tmp_path, coco_pairs,
 
 
 @pytest.mark.parametrize("device", TRAIN)
-def test_closed_set_trainer_under_bf16_autocast(tmp_path, monkeypatch, device):
+def test_closed_set_trainer_under_bf16_autocast(tiny_city, tmp_path, monkeypatch, device):
     """``train-segmenter --amp-cpu`` on CPU (plain ``--amp`` on CUDA): the forward runs in bf16, the
     cross-entropy in float32, and the mIoU validation under autocast gives a finite number."""
     import torch.nn.functional as F
@@ -310,7 +284,7 @@ def test_closed_set_trainer_under_bf16_autocast(tmp_path, monkeypatch, device):
     cfg = S.SegmenterTrainConfig(out_dir=str(tmp_path), model="deeplabv3plus_small", crop_size=(32, 32), batch_size=2,
                                  max_iters=2, ckpt_every=2, num_workers=0, progress=False, seed=4, device=device,
                                  amp=True, amp_cpu=True)
-    result = S.train_segmenter(cfg, train_data=_City(), val_data=_City(), model=model)
+    result = S.train_segmenter(cfg, train_data=tiny_city(4), val_data=tiny_city(4), model=model)
     assert result.iteration == 2 and np.isfinite(result.last_val["miou"])
     assert set(convs) == {torch.bfloat16} and seen and set(seen) == {torch.float32}
     ckpt = torch.load(tmp_path / "last.pth", weights_only=True)

@@ -20,17 +20,7 @@ def record(folder, split, method="energy"):
     return json.loads((folder / f"{method}__{split}__{PROTOCOLS[split]}.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def segmenter_ckpt(tmp_path_factory):
-    """Weights for the small segmenter (a seeded init: the flows need a file, not a good model)."""
-    import torch
 
-    from oodbench import segmenters
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "segmenter.pth"
-    segmenters.save_checkpoint(segmenters.build("deeplabv3plus_small"), path)
-    return path
 
 
 @pytest.fixture(scope="module")

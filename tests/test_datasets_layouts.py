@@ -14,9 +14,15 @@ import pytest
 from PIL import Image
 
 from oodbench.contracts import Frame
-from oodbench.datasets import DATASETS, DataLayoutError, find_available, get_split, require_available
+from oodbench.datasets import (
+    DATASETS,
+    DataLayoutError,
+    find_available,
+    get_split,
+    require_available,
+    resolve_splits,
+)
 from oodbench.datasets import _trees as T
-from oodbench.datasets.smiyc import OBSTACLE_TEST_SCENES
 from oodbench.datasets.streethazards import StreetHazardsTest
 
 LAF_IDS = ["04_Maurener_Weg_8_000000_000030", "01_Hanns_Klemm_Str_45_000001_000060"]
@@ -105,7 +111,9 @@ def test_smiyc_anomaly_track(tmp_path):
 
 
 def test_smiyc_obstacle_track_scenes(tmp_path):
-    counts = {scene: 0 for scene in OBSTACLE_TEST_SCENES}
+    # published test scenes (tests/test_split_rules.py types the whole rule; not the adapter's constant)
+    counts = {scene: 0 for scene in ("curvy-street", "one-way-street", "gravel", "greyasphalt", "motorway",
+                                     "paving", "darkasphalt", "darkasphalt2")}
     counts.update({"curvy-street": 120, "gravel": 107, "motorway": 100, "snowstorm1": 3, "driveway": 2})
     T.obstacle_track(tmp_path, test=counts)
     test = get_split("smiyc-obstacle-test", tmp_path)
@@ -160,6 +168,29 @@ def test_road_anomaly_layouts(tmp_path):
     np.testing.assert_array_equal(pre.load("a_frame").label, _raw((0, 1)))
     T.road_anomaly_preprocessed(tmp_path / "o", ["x"])  # both layouts: choose explicitly
     assert get_split("road-anomaly", tmp_path / "o", check_count=False, layout="preprocessed").frame_ids() == ["x"]
+
+
+def test_layouts_are_declared_by_the_two_layout_splits():
+    with_layouts = {n for n in DATASETS.names() if DATASETS.get(n).obj.layouts}
+    assert with_layouts == {"fishyscapes-laf-val", "fishyscapes-static-val", "road-anomaly"}
+    assert all(DATASETS.get(n).obj.layouts == ("official", "preprocessed") for n in with_layouts)
+
+
+def test_resolve_splits_passes_layout_only_where_declared(tmp_path):
+    T.road_anomaly_official(tmp_path, ["a"])
+    T.road_anomaly_preprocessed(tmp_path, ["x", "y"])
+    T.streethazards_test(tmp_path, per_town=1)
+    with pytest.raises(DataLayoutError, match="ambiguous layout"):
+        resolve_splits(["road-anomaly"], tmp_path, check_count=False)[0][0].frame_ids()
+    splits, skipped = resolve_splits(["all", "road-anomaly"], tmp_path, check_count=False, layout="preprocessed")
+    assert [s.name for s in splits] == ["road-anomaly", "streethazards-test"]  # each split once
+    assert splits[0].layout == "preprocessed" and splits[0].frame_ids() == ["x", "y"]
+    assert not hasattr(splits[1], "layout")  # a one-layout split gets no layout keyword
+    assert "road-anomaly" not in skipped and "fishyscapes-laf-val" in skipped
+    assert "smiyc-anomaly-test" not in skipped  # labels hidden: not a candidate for "all"
+    assert "smiyc-anomaly-test" in resolve_splits(["all"], tmp_path, check_count=False, labelled_only=False)[1]
+    with pytest.raises(DataLayoutError, match="no labelled split found under"):
+        resolve_splits(["all"], tmp_path / "road_anomaly")
 
 
 def test_streethazards_mappings(tmp_path):

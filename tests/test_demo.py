@@ -62,10 +62,14 @@ def test_rpl_beats_energy_on_every_split(demo):
 def test_second_run_reuses_the_cache(demo, cli):
     out, _ = demo
     before = (out / "models" / "rpl.pth").stat().st_mtime_ns
+    predictions = {p: p.stat().st_mtime_ns for p in (out / "predictions").rglob("*.hdf5")}
     second = cli("demo", "--out", out, "-q", env={"OMP_NUM_THREADS": "2"})
     summary = json.loads((out / "demo-summary.json").read_text())
-    assert "segmenter" not in summary["stage_times_s"] and "rpl" not in summary["stage_times_s"]
-    assert sum(summary["stage_times_s"].values()) < 60
+    # only the two stages that always run ran (data, segmenter, coco, rpl came from the cache) and no
+    # stored score map was rewritten (run manifests are, on every run); how fast that is (target
+    # < 60 s) is a benchmark (tests/benchmarks/test_bench_demo.py), not a timed assert
+    assert set(summary["stage_times_s"]) == {"runs", "report"}
+    assert predictions and {p: p.stat().st_mtime_ns for p in predictions} == predictions
     assert (out / "models" / "rpl.pth").stat().st_mtime_ns == before
     assert second.stdout == demo[1].stdout  # same numbers
 

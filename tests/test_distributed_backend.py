@@ -5,10 +5,8 @@ group (``always_group``) runs the whole distributed training path -- collectives
 is ``tests/test_rpl_train_ddp.py``."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from oodbench import segmenters
 from oodbench.training.distributed import (
@@ -45,33 +43,11 @@ def one_rank(monkeypatch):
         cleanup_distributed(ctx)
 
 
-class _City:
-    def __len__(self) -> int:
-        return 4
 
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng(i)
-        lab = rng.integers(0, 19, (40, 56)).astype(np.uint8)
-        lab[:3] = 255
-        return rng.integers(0, 256, (40, 56, 3), dtype=np.uint8), lab
-
-
-@pytest.fixture(scope="module")
-def coco_pairs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("coco_pg")
-    pairs = []
-    for i in range(3):
-        rng = np.random.default_rng(90 + i)
-        mask = np.zeros((36, 44), np.uint8)
-        mask[6:28, 8 + i : 32 + i] = 254
-        Image.fromarray(rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)).save(d / f"{i:012d}.jpg", quality=95)
-        Image.fromarray(mask).save(d / f"{i:012d}.png")
-        pairs.append((d / f"{i:012d}.jpg", d / f"{i:012d}.png"))
-    return pairs
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_one_rank_group_trains_like_one_plain_process(tmp_path, coco_pairs, one_rank, device):
+def test_one_rank_group_trains_like_one_plain_process(tiny_city, tmp_path, coco_pairs, one_rank, device):
     from oodbench.methods.rpl.model import RPLNet
     from oodbench.methods.rpl.train import RPLTrainConfig, RPLTrainer
     from oodbench.training.logs import read_csv_log
@@ -82,7 +58,7 @@ def test_one_rank_group_trains_like_one_plain_process(tmp_path, coco_pairs, one_
         cfg = RPLTrainConfig(out_dir=str(tmp_path / name), segmenter="deeplabv3plus_small", crop_size=(32, 32),
                              batch_size=2, max_iters=3, ckpt_every=3, num_workers=0, progress=False, seed=4,
                              max_views=64, val_splits="none", device=device, amp=False, residual_dropout=0.0)
-        trainer = RPLTrainer(cfg, ctx=ctx, model=net, city=_City(), coco=coco_pairs)
+        trainer = RPLTrainer(cfg, ctx=ctx, model=net, city=tiny_city(4), coco=coco_pairs)
         trainer.fit()
         return trainer, read_csv_log(tmp_path / name / "train.csv")
 

@@ -32,7 +32,7 @@ def test_torchrun_two_processes_equal_one(synth_root, small_checkpoint, tmp_path
     proc = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "oodbench", "run", *common,
          "--out", str(tmp_path / "two"), "--results", str(tmp_path / "r2")],
-        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)  # not the checkout: see style.md §9
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)  # not the checkout: its oodbench/ would shadow the install
     assert proc.returncode == 0, proc.stderr[-4000:]
     one = {p.name: json.loads(p.read_text()) for p in (tmp_path / "r1").iterdir()}
     two = {p.name: json.loads(p.read_text()) for p in (tmp_path / "r2").iterdir()}

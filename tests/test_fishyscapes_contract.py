@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oodbench.fishyscapes import ContainerContractError, check_outputs, list_inputs
+from oodbench.fishyscapes_submission import ContainerContractError, check_outputs, list_inputs
 
 
 def _inputs(folder, prefixes, shape=(1024, 2048)):

@@ -137,6 +137,50 @@ def _toy_town(rng, k=3, shift=0.0):
     return s, pred, gt
 
 
+def _densehybrid_open_miou(data, k=3, tpr=0.95):
+    """DenseHybrid's open-set mIoU written from benchmarks.md §5.1 (``matejgrcic/DenseHybrid:evaluate_osr.py``):
+    per group, threshold = the ``sklearn.roc_curve`` threshold at the first TPR > 0.95 on the *other*
+    group's score maps halved by torch (bilinear scores, nearest labels, ignore dropped); pixels above
+    it are predicted as class k; IoU from the (k+1)-class confusion of non-ignore pixels; nanmean over
+    the k known classes; groups weighted by image count."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.metrics import roc_curve
+
+    groups = sorted({g for *_, g in data})
+
+    def threshold(group):
+        ys, ss = [], []
+        for s, _, gt, g in data:
+            if g != group:
+                continue
+            hs = F.interpolate(torch.from_numpy(s.astype(np.float32))[None, None], scale_factor=0.5,
+                               mode="bilinear")[0, 0].numpy()
+            hg = F.interpolate(torch.from_numpy(gt.astype(np.float32))[None, None], scale_factor=0.5,
+                               mode="nearest")[0, 0].numpy()
+            keep = hg != 255
+            ys.append((hg[keep] == k).astype(int))
+            ss.append(hs[keep])
+        fpr, tprs, thr = roc_curve(np.concatenate(ys), np.concatenate(ss))
+        return thr[np.flatnonzero(tprs > tpr)[0]]
+
+    total, n_total = 0.0, 0
+    for group, other in zip(groups, groups[::-1]):
+        t = threshold(other)
+        conf = np.zeros((k + 1, k + 1), np.int64)
+        frames = [(s, p, gt) for s, p, gt, g in data if g == group]
+        for s, p, gt in frames:
+            pred = np.where(s.astype(np.float32) > t, k, p)
+            keep = gt != 255
+            np.add.at(conf, (gt[keep], pred[keep]), 1)
+        tp = np.diag(conf)
+        with np.errstate(invalid="ignore"):
+            iou = tp / (conf.sum(0) + conf.sum(1) - tp)
+        total += len(frames) * np.nanmean(iou[:k])
+        n_total += len(frames)
+    return total / n_total
+
+
 def test_open_set_miou_merge_state_and_errors():
     rng = np.random.default_rng(4)
     data = [(*_toy_town(rng), "A") for _ in range(3)] + [(*_toy_town(rng, shift=0.1), "B") for _ in range(2)]
@@ -149,7 +193,7 @@ def test_open_set_miou_merge_state_and_errors():
             with pytest.raises(MetricInputError, match="exactly 2 groups"):
                 whole.compute()
     r = whole.compute()
-    assert 0 <= r["open_miou"] <= 1 and r["num_images_A"] == 3
+    assert r["open_miou"] == pytest.approx(_densehybrid_open_miou(data), abs=1e-12) and r["num_images_A"] == 3
     assert r["open_miou"] == pytest.approx((3 * r["open_miou_A"] + 2 * r["open_miou_B"]) / 5)
     merged = OpenSetMIoU.merge_states([p.state_dict() for p in parts]).compute()
     assert merged == r

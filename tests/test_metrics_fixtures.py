@@ -5,7 +5,7 @@ The fixture tree is regenerated per dataset into a session tmp dir with the proj
 the numbers the official code returned on it are in ``tests/data/fixtures/expected_metrics.json``
 (copied from ``../shared/fixtures/expected.json`` with provenance).  Predictions (HDF5 ``value``)
 and labels are read straight from the official layouts; the raw -> 0/1/255 label mappings are
-applied here (benchmarks.md §1).
+applied here (docs/benchmarks.md §1).
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The explicit package list in pyproject.toml must cover every package folder.
 
 setuptools' wheel silently drops a subpackage of methods/ or datasets/ that is missing from the
-list while an editable install still imports it (style.md §9, finding 2); this test catches that.
+list while an editable install still imports it (setuptools builds the wheel from the list only); this
+test catches that.
 """
 from __future__ import annotations
 

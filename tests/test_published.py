@@ -19,7 +19,11 @@ def test_entries_are_well_formed():
         assert e["source"] and e["method"] and e["dataset"] and e["protocol"]
         assert set(e["metrics"]) <= set(METRIC_COLUMNS)
         for v in e["metrics"].values():
+            # fractions (not percentages) typed from percentages with e["decimals"] (else 2) digits: the exact
+            # values are checked against the official board below (needs ../shared); here every value
+            # must at least be such a rounded percentage
             assert 0.0 <= v <= 1.0, e
+            assert round(v * 100, e.get("decimals", 2)) == pytest.approx(v * 100, abs=1e-9), e
 
 
 @pytest.mark.skipif(not SHARED_LEADERBOARD.is_file(), reason="../shared/data/smiyc-leaderboard.json absent")

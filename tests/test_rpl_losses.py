@@ -126,7 +126,7 @@ def test_corocl_hand_computed_one_sample_per_pool():
     loss = corocl_loss(city, city_gt, coco, coco_gt, tau=0.1, max_views=512)
     a1, a2 = _unit(1, 0), _unit(0, 2)
     c1, c2 = _unit(3, 1), _unit(1, 1)
-    s = lambda u, v: (u[0] * v[0] + u[1] * v[1]) / 0.1  # noqa: E731
+    s = lambda u, v: (u[0] * v[0] + u[1] * v[1]) / 0.1
     # anchor a1 (OoD): positive c1; negatives a2, c2.  anchor a2 (inlier): positive c2; negatives a1, c1
     lp1 = s(a1, c1) - math.log(math.exp(s(a1, c1)) + math.exp(s(a1, a2)) + math.exp(s(a1, c2)))
     lp2 = s(a2, c2) - math.log(math.exp(s(a2, c2)) + math.exp(s(a2, a1)) + math.exp(s(a2, c1)))

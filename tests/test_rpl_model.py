@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from oodbench import methods, segmenters
-from oodbench.methods.rpl.checkpoint import has_projector, load_rpl_checkpoint, save_rpl_checkpoint
+from oodbench.methods.rpl.weights import has_projector, load_rpl_checkpoint, save_rpl_checkpoint
 from oodbench.methods.rpl.method import RPL, blur_score, energy_score
 from oodbench.methods.rpl.model import RPLNet
 from oodbench.segmenters import CheckpointError

@@ -12,57 +12,10 @@ from PIL import Image
 from oodbench import segmenters
 from oodbench.methods.rpl.data import FIXED, REFERENCE, OutlierExposureSet, load_coco_pair, paste_object
 from oodbench.methods.rpl.model import RPLNet
-from oodbench.methods.rpl.train import RPLTrainConfig, add_train_parser, train_rpl
+from oodbench.methods.rpl.train import add_train_parser, resolve_from_args, train_rpl
 from oodbench.training.logs import read_csv_log
 
-
-class TinyCity:
-    """Stand-in for CityscapesSegmentation (uint8 image, uint8 train ids with a void band)."""
-
-    def __init__(self, n: int, h: int = 40, w: int = 56) -> None:
-        self.n, self.h, self.w = n, h, w
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng(i)
-        img = rng.integers(0, 256, (self.h, self.w, 3), dtype=np.uint8)
-        lab = rng.integers(0, 19, (self.h, self.w)).astype(np.uint8)
-        lab[:3] = 255
-        return img, lab
-
-
-@pytest.fixture(scope="module")
-def coco_pairs(tmp_path_factory):
-    """Stand-in for CocoOutliers: (image path, 0/254 mask path) pairs with one object each."""
-    d = tmp_path_factory.mktemp("coco")
-    pairs = []
-    for i in range(4):
-        rng = np.random.default_rng(50 + i)
-        img = rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)
-        m = np.zeros((36, 44), np.uint8)
-        m[8:26, 10 + i : 30 + i] = 254
-        Image.fromarray(img).save(d / f"{i:012d}.jpg", quality=95)
-        Image.fromarray(m).save(d / f"{i:012d}.png")
-        pairs.append((d / f"{i:012d}.jpg", d / f"{i:012d}.png"))
-    return pairs
-
-
-def _net(projector: bool = True) -> RPLNet:
-    torch.manual_seed(0)
-    return RPLNet(segmenters.build("deeplabv3plus_small"), projector=projector)
-
-
-def _cfg(out, **kw) -> RPLTrainConfig:
-    base = dict(out_dir=str(out), segmenter="deeplabv3plus_small", crop_size=(32, 32), batch_size=2, epochs=2,
-                ckpt_every=2, num_workers=0, progress=False, seed=3, max_views=64)
-    base.update(kw)
-    return RPLTrainConfig(**base)
-
-
-def _train(out, coco, net=None, **kw):
-    return train_rpl(_cfg(out, **kw), model=net if net is not None else _net(), city=TinyCity(6), coco=coco)
+from _helpers import TinyCity, rpl_net as _net, rpl_train as _train, rpl_train_config as _cfg
 
 
 # ------------------------------------------------------------------------------------ data
@@ -213,10 +166,11 @@ def test_cli_parser_defaults_follow_the_paper():
     add_train_parser(parser.add_subparsers())
     args = parser.parse_args(["train", "--method", "rpl", "--segmenter", "deeplabv3plus_small",
                               "--checkpoint", "c.pth", "--data-root", "R"])
-    assert (args.lr, args.head_lr_mult, args.poly_power, args.batch_size, args.crop_size, args.epochs) == (
+    cfg, _sources = resolve_from_args(args)
+    assert (cfg.lr, cfg.head_lr_mult, cfg.poly_power, cfg.batch_size, cfg.crop_size, cfg.epochs) == (
         7.5e-5, 10.0, 0.9, 8, (700, 700), 40)
-    assert (args.tau, args.max_views, args.energy_weight, args.corocl_weight) == (0.1, 512, 0.05, 1.0)
-    assert args.reference_quirks is False and callable(args.func)
+    assert (cfg.tau, cfg.max_views, cfg.energy_weight, cfg.corocl_weight) == (0.1, 512, 0.05, 1.0)
+    assert cfg.reference_quirks is False and callable(args.func)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

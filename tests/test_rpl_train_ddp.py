@@ -60,7 +60,7 @@ def _run(cmd: list[str], expect_ok: bool = True, **env_extra: str) -> subprocess
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **env_extra}
     # cwd outside the checkout: `python -m` puts the cwd first on sys.path, where the source folder
-    # oodbench/ would shadow an installed wheel (style.md §9, finding 5)
+    # oodbench/ would shadow an installed wheel
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tempfile.gettempdir())
     if expect_ok:
         assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from oodbench import segmenters
-from oodbench.segmenters.checkpoint import (
+from oodbench.segmenters.weights import (
     CheckpointError,
     extract_state_dict,
     load_checkpoint,

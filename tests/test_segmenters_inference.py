@@ -115,13 +115,20 @@ def test_channels_last_gives_the_same_logits():
     torch.testing.assert_close(predict_full(model, x, channels_last=True), ref, rtol=1e-4, atol=1e-4)
 
 
-def test_amp_on_cpu_warns_and_stays_float32():
+def test_amp_on_cpu_bf16_autocasts_and_fp16_warns():
     model = pointwise_model()
     x = torch.randn(1, 3, 8, 8)
+    seen = []
+    hook = model.register_forward_hook(lambda m, i, o: seen.append(torch.get_autocast_dtype("cpu")
+                                                               if torch.is_autocast_enabled("cpu") else None))
+    out = predict_full(model, x, amp="bf16")                 # CPU autocast supports bfloat16
+    assert seen[-1] == torch.bfloat16 and out.dtype == torch.float32
+    torch.testing.assert_close(out, predict_full(model, x), rtol=2e-2, atol=2e-2)
     with pytest.warns(RuntimeWarning, match="ignored on cpu"):
-        out = predict_full(model, x, amp="bf16")
-    assert out.dtype == torch.float32
+        out = predict_full(model, x, amp="fp16")
+    assert seen[-1] is None
     torch.testing.assert_close(out, predict_full(model, x))
+    hook.remove()
     with pytest.raises(ValueError, match="amp must be"):
         autocast("cpu", "int8")
 

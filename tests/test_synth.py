@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import time
 
 import numpy as np
 import pytest
@@ -244,10 +243,8 @@ def test_coco_source_is_valid_and_exercises_the_filter(synth_root):
 
 
 @pytest.mark.slow
-def test_full_default_generation_is_fast_and_deterministic(tmp_path):
-    t0 = time.perf_counter()
+def test_full_default_generation_is_deterministic(tmp_path):
+    # its speed (target < 60 s on 2 cores) is tests/benchmarks/test_bench_synth.py, not a timed assert
     a = generate(tmp_path / "a", seed=0)
-    elapsed = time.perf_counter() - t0
     b = generate(tmp_path / "b", seed=0)
     assert _hashes(a) == _hashes(b)
-    assert elapsed < 60, f"default generation took {elapsed:.1f} s (budget 60 s on 2 cores)"

@@ -76,5 +76,28 @@ def test_plugin_runs_through_the_cli_and_records_provenance(plugin_site, synth_r
             env={"PYTHONPATH": str(plugin_site)})
     record = json.loads((results / "darkness__road-anomaly__fishyscapes.json").read_text())
     assert record["plugin"] == {"distribution": "oodbench-darkness", "version": "0.3.1"}
-    assert 0.0 <= record["metrics"]["auprc"] <= 1.0
+    assert record["metrics"]["auprc"] == pytest.approx(_darkness_auprc(synth_root), abs=1e-9)
     assert record["untrained"] is False  # a method without requires_fit needs no --checkpoint
+
+
+def _darkness_auprc(root) -> float:
+    """The plugin's pooled AuPRC computed here: score = -(channel mean of the ImageNet-normalised
+    image), Fishyscapes protocol = sklearn's average precision over all pixels labelled 0 or 1
+    (benchmarks.md §2.2)."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import average_precision_score
+
+    from oodbench.datasets import get_split
+
+    mean = torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1)   # ImageNet statistics, the runner's default
+    std = torch.tensor((0.229, 0.224, 0.225)).view(3, 1, 1)
+    split = get_split("road-anomaly", root)
+    ys, ss = [], []
+    for fid in split.frame_ids():
+        frame = split.load(fid)
+        x = (torch.from_numpy(frame.image).permute(2, 0, 1).float() / 255.0 - mean) / std
+        valid = frame.label != 255
+        ys.append(frame.label[valid] == 1)
+        ss.append((-x.mean(dim=0)).numpy()[valid])
+    return float(average_precision_score(np.concatenate(ys), np.concatenate(ss)))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from oodbench.training.checkpoint import (
+from oodbench.training.checkpointing import (
     CheckpointError, find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
 )
 from oodbench.training.config import EngineConfig, add_dataclass_arguments, config_from_namespace, config_to_dict
@@ -175,12 +175,12 @@ def test_configuration_and_runtime_fields_are_declared():
     from oodbench.training.segmenter import SegmenterTrainConfig
 
     engine = {"out_dir", "stop_after", "ckpt_every", "keep_iter_ckpts", "max_iter_ckpts", "val_every", "log_every",
-              "resume", "resume_anyway", "device", "num_workers", "progress", "deterministic"}
+              "resume", "resume_anyway", "device", "num_workers", "progress", "deterministic", "val_from_epoch", "select"}
     assert runtime_fields(EngineConfig) == engine
     assert runtime_fields(SegmenterTrainConfig) == engine | {"data_root", "val_split", "init_checkpoint"}
     assert runtime_fields(RPLTrainConfig) == engine | {
         "checkpoint", "data_root", "cityscapes_root", "coco_root", "find_unused_parameters", "validator",
-        "val_splits", "val_max_frames"}
+        "val_splits", "val_max_frames", "finetune_from", "extra_root"}
     assert {"seed", "max_iters", "epochs", "amp"}.isdisjoint(runtime_fields(RPLTrainConfig))
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import pytest
@@ -93,7 +92,19 @@ def test_validation_logs_miou_and_training_learns(tmp_path):
     res = _train(tmp_path / "run", epochs=12, val_every=9, lr=0.05)
     rows = read_csv_log(res.out_dir / "val.csv")
     assert [r["iteration"] for r in rows] == ["9", "18", "27", "36"]
-    assert 0.0 <= float(rows[-1]["miou"]) <= 1.0
+    # the logged mIoU of the final weights, recomputed here: argmax of the ImageNet-normalised
+    # forward, 19-class confusion of the labelled pixels, mean IoU of the classes present
+    model = segmenters.build("deeplabv3plus_small", num_classes=19).eval()
+    model.load_state_dict(torch.load(res.out_dir / "last.pth", weights_only=True)["model_state"])
+    mean, std = torch.tensor((0.485, 0.456, 0.406))[:, None, None], torch.tensor((0.229, 0.224, 0.225))[:, None, None]
+    conf = np.zeros((19, 19), np.int64)
+    for img, lab in (TinyCity(2)[i] for i in range(2)):
+        with torch.no_grad():
+            pred = model(((torch.from_numpy(img).permute(2, 0, 1).float() / 255 - mean) / std)[None]).argmax(1)[0]
+        keep = lab != 255
+        np.add.at(conf, (lab[keep], pred.numpy()[keep]), 1)
+    union = conf.sum(0) + conf.sum(1) - np.diag(conf)
+    assert float(rows[-1]["miou"]) == pytest.approx(np.mean(np.diag(conf)[union > 0] / union[union > 0]), abs=1e-12)
     losses = [float(r["total"]) for r in read_csv_log(res.out_dir / "train.csv")]
     assert np.mean(losses[-6:]) < np.mean(losses[:6])  # the stripes are learnable
 
@@ -151,17 +162,14 @@ def test_missing_data_root_is_a_clear_error(tmp_path):
 def test_synthetic_closed_set_model_reaches_stated_miou(synth_root, tmp_path):
     """The synthetic benchmark's closed-set model: deeplabv3plus_small, 128x256, AdamW 2e-3, 30 epochs
     (540 iterations, batch 8). Measured on the shared 2-core dev machine, 1 thread: val mIoU 0.754
-    (mean over the 12 classes the synthetic world contains) in 144 CPU s (167 s wall, 0.3 s/iteration)."""
-    t0 = time.process_time()
+    (mean over the 12 classes the synthetic world contains) in 144 CPU s (167 s wall, 0.3 s/iteration).
+    The speed is tests/benchmarks/test_bench_training.py (target <= 600 CPU s), not asserted here."""
     cfg = SegmenterTrainConfig(out_dir=str(tmp_path / "seg"), data_root=str(synth_root), crop_size=(128, 256),
                                batch_size=8, epochs=30, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
                                scale_min=0.75, scale_max=1.5, ckpt_every=270, num_workers=0, progress=False)
     res = train_segmenter(cfg)
-    cpu_s = time.process_time() - t0
-    print(f"synthetic closed-set model: val mIoU {res.last_val['miou']:.4f} after {res.iteration} iterations, "
-          f"{cpu_s:.0f} CPU s")
+    print(f"synthetic closed-set model: val mIoU {res.last_val['miou']:.4f} after {res.iteration} iterations")
     assert res.last_val["miou"] >= 0.70, res.last_val
-    assert cpu_s < 600
 
 
 @pytest.mark.slow

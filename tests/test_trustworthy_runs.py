@@ -42,14 +42,7 @@ def _cfg(tmp_path, **kw) -> RunConfig:
     return RunConfig(out=tmp_path / "out", results_dir=tmp_path / "results", progress=False, **kw)
 
 
-@pytest.fixture(scope="module")
-def segmenter_ckpt(tmp_path_factory):
-    from oodbench import segmenters
 
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "segmenter.pth"
-    segmenters.save_checkpoint(segmenters.build("deeplabv3plus_small"), path)
-    return path
 
 
 class NeedsFit(Method):

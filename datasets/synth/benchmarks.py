@@ -1,5 +1,5 @@
 """Evaluation splits of the synthetic benchmark, each in its official on-disk layout
-(``/work/shared/reference/benchmarks.md`` §1; layouts identical to ``shared/fixtures/make_fixtures.py``).
+(``docs/benchmarks.md`` §1; layouts identical to ``tests/fixtures_gen/make_fixtures.py``).
 
 Every writer returns ``{split name: frame count}`` after the official exclusions, plus the ids
 present on disk that the official split rules exclude, so adapters can be tested against both.
@@ -7,6 +7,8 @@ present on disk that the official split rules exclude, so adapters can be tested
 from __future__ import annotations
 
 import numpy as np
+
+from oodbench.errors import UsageError
 
 from ..smiyc import OBSTACLE_VAL_EXCLUDED_PREFIXES
 from . import render as R
@@ -88,7 +90,7 @@ def obstacle_val_numbers(n_val: int) -> list[int]:
     ``validation_21`` ... ``validation_29``, :data:`~oodbench.datasets.smiyc.OBSTACLE_VAL_EXCLUDED_PREFIXES`):
     1..18, 20, 30, 31, ...  With ``n_val = 30`` these are the 30 labelled frames of the release."""
     if n_val < 0:
-        raise ValueError(f"n_val must be >= 0, got {n_val}")
+        raise UsageError(f"n_val must be >= 0, got {n_val}")
     out, n = [], 0
     while len(out) < n_val:
         n += 1
@@ -201,7 +203,7 @@ def write_fishyscapes_static(wr: TreeWriter, seed: int, val_frames: list[Citysca
     pasted objects, 255 on Cityscapes-ignored pixels, 0 elsewhere.  DDDD order is shuffled.
     """
     if n > len(val_frames):
-        raise ValueError(f"fishyscapes-static-val needs {n} Cityscapes val frames, only {len(val_frames)} generated")
+        raise UsageError(f"fishyscapes-static-val needs {n} Cityscapes val frames, only {len(val_frames)} generated")
     order = np.random.default_rng([seed, KEY_FS_STATIC]).permutation(len(val_frames))[:n]
     for dddd, j in enumerate(order):
         fr = val_frames[int(j)]

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from . import render as R
 from .training import cityscapes_scene
 from .world import (ANOMALY, BUILDING, CAR, EGO, FENCE, LANE, PERSON, POLE, ROAD, SIDEWALK, SIGN, SKY, STATIC,
@@ -147,7 +149,7 @@ def parse_extra(text: str | None) -> tuple[str, ...]:
     names = {t.strip() for t in text.split(",") if t.strip()}
     bad = sorted(names - set(EXTRA_SETS))
     if bad:
-        raise ValueError(f"--extra: unknown set(s) {', '.join(bad)}; choose from {', '.join(EXTRA_SETS)}")
+        raise UsageError(f"--extra: unknown set(s) {', '.join(bad)}; choose from {', '.join(EXTRA_SETS)}")
     return tuple(sorted(names))
 
 

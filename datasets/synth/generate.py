@@ -19,6 +19,8 @@ from typing import Callable, Mapping
 import numpy as np
 import PIL
 
+from oodbench.errors import OodbenchError, UsageError
+
 from .benchmarks import (write_anomaly_track, write_fishyscapes_static, write_lost_and_found, write_obstacle_track,
                          write_road_anomaly, write_streethazards)
 from .extra import EXTRA_SETS, write_extra
@@ -42,7 +44,7 @@ LAYOUTS = {
 }
 
 
-class SynthExistsError(FileExistsError):
+class SynthExistsError(OodbenchError, FileExistsError):
     """``out_dir`` holds something else than the requested synthetic tree."""
 
 
@@ -65,7 +67,7 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
 #: the splits whose frame count is a parameter (everything else has a fixed, hand-picked frame list)
 SIZED_SPLITS = ("smiyc-anomaly-val", "smiyc-obstacle-val", "fishyscapes-static-val", "streethazards-test")
 
-#: frame counts of the released validation splits (``benchmarks.md`` §1.0), for
+#: frame counts of the released validation splits (``docs/benchmarks.md`` §1.0), for
 #: ``split_sizes=OFFICIAL_VALIDATION_SIZES``: pooled metrics over a handful of frames hang on one or
 #: two objects (on 8 ObstacleTrack frames one grey animal set every method's 95 %-TPR threshold)
 OFFICIAL_VALIDATION_SIZES = {"smiyc-anomaly-val": 10, "smiyc-obstacle-val": 30, "fishyscapes-static-val": 30}
@@ -104,23 +106,23 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, size: tuple[int, int] = 
             not a synthetic tree).
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     h, w = (int(s) for s in size)
     if h < 64 or w < 64:
-        raise ValueError(f"size must be at least 64x64, got {h}x{w}")
+        raise UsageError(f"size must be at least 64x64, got {h}x{w}")
     sizes = resolve_split_sizes(n_per_split, split_sizes)
     n_val = max(24, sizes["fishyscapes-static-val"]) if n_val is None else int(n_val)
     if n_val < sizes["fishyscapes-static-val"]:
-        raise ValueError(f"n_val ({n_val}) must be >= the fishyscapes-static-val frame count "
+        raise UsageError(f"n_val ({n_val}) must be >= the fishyscapes-static-val frame count "
                          f"({sizes['fishyscapes-static-val']}): FS Static pastes onto val frames")
     params = {"size": [h, w], "n_train": n_train, "n_val": n_val, "n_coco": n_coco, "split_sizes": sizes}
     extra = tuple(sorted(set(extra)))
     unknown = sorted(set(extra) - set(EXTRA_SETS))
     if unknown:
-        raise ValueError(f"extra: unknown set(s) {unknown}; choose from {', '.join(EXTRA_SETS)}")
+        raise UsageError(f"extra: unknown set(s) {unknown}; choose from {', '.join(EXTRA_SETS)}")
     if extra:  # only then: trees generated without extras keep their params (and are reused)
         if n_train < 3 or n_val < 2:
-            raise ValueError("extra sets re-encode Cityscapes train frames 0..2 and val frames 0..1: "
+            raise UsageError("extra sets re-encode Cityscapes train frames 0..2 and val frames 0..1: "
                              "n_train must be >= 3 and n_val >= 2")
         params["extra"] = list(extra)
     out = Path(out_dir).expanduser().absolute()
@@ -157,9 +159,9 @@ def resolve_split_sizes(n_per_split: int, split_sizes: Mapping[str, int] | None 
     sizes["streethazards-test"] = max(int(n_per_split) // 2, 1)
     for name, n in (split_sizes or {}).items():
         if name not in sizes:
-            raise ValueError(f"split_sizes: {name!r} has no size parameter; sized splits: {', '.join(SIZED_SPLITS)}")
+            raise UsageError(f"split_sizes: {name!r} has no size parameter; sized splits: {', '.join(SIZED_SPLITS)}")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"split_sizes[{name!r}] must be an integer >= 1, got {n!r}")
+            raise UsageError(f"split_sizes[{name!r}] must be an integer >= 1, got {n!r}")
         sizes[name] = int(n)
     return sizes
 

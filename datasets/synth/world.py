@@ -144,7 +144,7 @@ COCO_CATEGORIES: tuple[dict, ...] = (
     {"id": 88, "name": "teddy bear", "supercategory": "indoor", "kind": "oe"},
 )
 
-#: the Meta-OoD filter (rpl-official.md §5.1): images with any of these are dropped
+#: the Meta-OoD filter (docs/rpl-official.md §5.1): images with any of these are dropped
 COCO_EXCLUDED_NAMES = ("person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light", "stop sign")
 
 #: synthetic SMIYC AnomalyTrack test ids (official naming ``{category}{NNNN}``) -> anomaly kind drawn

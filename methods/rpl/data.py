@@ -1,6 +1,6 @@
 """Outlier-exposure (OE) training data for RPL+CoroCL: COCO objects pasted into Cityscapes crops.
 
-Per sample (rpl-official.md §5), all randomness from ``numpy_rng(seed, epoch, index)``:
+Per sample (docs/rpl-official.md §5), all randomness from ``numpy_rng(seed, epoch, index)``:
 
 1. Cityscapes image and train ids; horizontal flip with probability ``flip_prob``; normalise
    (ImageNet mean/std); uniform random ``crop_size`` crop (padded centred with the mean colour and
@@ -47,6 +47,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from oodbench.contracts import ContractError
+from oodbench.errors import UsageError
 from oodbench.training.seeding import numpy_rng
 from oodbench.training.transforms import hflip, normalize, pad_or_center_crop, random_crop, resize
 
@@ -85,12 +87,12 @@ def load_coco_pair(image_path: str | os.PathLike, mask_path: str | os.PathLike) 
     with Image.open(mask_path) as im:
         mask = np.asarray(im.convert("L") if im.mode not in ("L", "P") else im)
     if mask.shape != image.shape[:2]:
-        raise ValueError(f"COCO mask {mask_path} is {mask.shape}, image {image_path} is {image.shape[:2]}")
+        raise ContractError(f"COCO mask {mask_path} is {mask.shape}, image {image_path} is {image.shape[:2]}")
     counts = np.bincount(mask.ravel(), minlength=256)
-    bad = np.flatnonzero(counts) 
+    bad = np.flatnonzero(counts)
     bad = bad[(bad != 0) & (bad != OOD_LABEL) & (bad != 255)]
     if bad.size:
-        raise ValueError(f"COCO OE mask {mask_path} has values {bad[:8].tolist()}; expected 0 (background) "
+        raise ContractError(f"COCO OE mask {mask_path} has values {bad[:8].tolist()}; expected 0 (background) "
                          "and 254 (object) as written by `oodbench prepare coco-ood`")
     return image, mask
 
@@ -106,7 +108,7 @@ def paste_object(image: torch.Tensor, label: torch.Tensor, obj_image: torch.Tens
     bh, bw = y1 - y0, x1 - x0
     H, W = label.shape
     if bh > H or bw > W:
-        raise ValueError(f"object box {bh}x{bw} does not fit the {H}x{W} crop")
+        raise UsageError(f"object box {bh}x{bw} does not fit the {H}x{W} crop")
     top = int(rng.integers(0, H - bh + 1))
     left = int(rng.integers(0, W - bw + 1))
     sel = obj_mask[y0:y1, x0:x1] == OOD_LABEL
@@ -135,13 +137,13 @@ class OutlierExposureSet(torch.utils.data.Dataset):
                  reference_quirks: bool = False, seed: int = 0,
                  scales: Sequence[float] | None = None) -> None:
         if len(coco) == 0:
-            raise ValueError("no COCO outlier masks: run `oodbench prepare coco-ood` first")
+            raise UsageError("no COCO outlier masks: run `oodbench prepare coco-ood` first")
         self.city, self.coco = city, list(coco)
         self.crop = (int(crop_size[0]), int(crop_size[1]))
         self.recipe = recipe(reference_quirks)
         if scales is not None:  # e.g. smaller objects for crops much smaller than 700 px
             if not scales or any(not 0 < float(v) <= 4 for v in scales):
-                raise ValueError(f"paste scales must be in (0, 4], got {scales}")
+                raise UsageError(f"paste scales must be in (0, 4], got {scales}")
             self.recipe = replace(self.recipe, scales=tuple(float(v) for v in scales))
         self.seed = seed
         self._subset: tuple[int, np.ndarray] | None = None

@@ -1,6 +1,6 @@
 r"""RPL and CoroCL training losses (exactly as the official code computes them).
 
-Notation (rpl-official.md §4): :math:`z` = ``out2`` (logits with the RPL residual), :math:`z^0` =
+Notation (docs/rpl-official.md §4): :math:`z` = ``out2`` (logits with the RPL residual), :math:`z^0` =
 ``out1`` (frozen closed-set logits), :math:`y` the mixed label map; :math:`\Omega_{ood} = \{y=254\}`
 (pasted objects), :math:`\Omega_{in} = \{y \notin \{254, 255\}\}`.
 
@@ -32,7 +32,16 @@ detached row maximum, positives :math:`M_{ij} = [l_i = l_j]` without self-pairs,
     \log p_{ij} = s_{ij} - \ln\Big(e^{s_{ij}} + \sum_{k \in neg(i)} e^{s_{ik}}\Big),\qquad
     L_{CoroCL} = -\frac{1}{2N}\sum_i \frac{\sum_j M_{ij}\log p_{ij}}{\sum_j M_{ij}}
 
-with :math:`\tau = 0.10` and no extra :math:`\tau/\tau_{base}` factor (dossier §4.2 step 9).
+with :math:`\tau = 0.10` and no extra :math:`\tau/\tau_{base}` factor (docs/rpl-official.md §4.2 step 9).
+
+**Anchor and contrast sets** (supplementary Table 3) are configurable: ``anchors`` and
+``contrast`` name pools from :data:`POOLS`. The defaults are the reference's (anchors = the city
+pools, contrast = all four). In general N is the minimum over the pools used; each used pool is
+sampled once, in :data:`POOLS` order; the contrast set starts with the anchor samples of the anchor
+pools it contains (the same samples, whose self-pairs are removed from the positives), followed by
+its other pools in :data:`POOLS` order. With the defaults this is exactly the reference's
+computation (same draws, same order). An anchor without any positive (possible only when a pool
+holds a single sample) contributes 0 instead of the reference's NaN.
 Pool sampling is ``randperm(|pool|)[:N]`` per pool in the order city-OoD, city-inlier, COCO-OoD,
 COCO-inlier, from ``generator``; :class:`DistributedPoolSampler` draws the same indices over the
 concatenation of every rank's pools (rank order), so N ranks sample exactly what one process
@@ -48,6 +57,10 @@ import torch.nn.functional as F
 __all__ = [
     "OOD_LABEL",
     "IGNORE_LABEL",
+    "POOLS",
+    "DEFAULT_ANCHORS",
+    "DEFAULT_CONTRAST",
+    "parse_pools",
     "ENERGY_WEIGHT",
     "rpl_loss",
     "rpl_loss_parts",
@@ -60,6 +73,24 @@ __all__ = [
 OOD_LABEL = 254
 IGNORE_LABEL = 255
 ENERGY_WEIGHT = 0.05
+
+#: CoroCL sample pools: name -> OoD (1) or inlier (0); city = the city-mix image (pasted objects are
+#: the OoD pixels), coco = the COCO context image (objects OoD, background inlier)
+POOLS: dict[str, int] = {"city-ood": 1, "city-inlier": 0, "coco-ood": 1, "coco-inlier": 0}
+DEFAULT_ANCHORS = ("city-ood", "city-inlier")
+DEFAULT_CONTRAST = ("city-ood", "city-inlier", "coco-ood", "coco-inlier")
+
+
+def parse_pools(value: str | Sequence[str], flag: str = "--anchors") -> tuple[str, ...]:
+    """``"city-ood, city-inlier"`` (or a list) -> pool names in :data:`POOLS` order (``ValueError``
+    names ``flag`` for an unknown or empty set)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = {str(v).strip() for v in items if str(v).strip()}
+    unknown = sorted(names - set(POOLS))
+    if unknown or not names:
+        raise ValueError(f"{flag}: {'unknown pools ' + ', '.join(unknown) if unknown else 'no pool named'}; "
+                         f"choose a comma-separated subset of {', '.join(POOLS)}")
+    return tuple(p for p in POOLS if p in names)
 
 
 def rpl_loss_parts(out1: torch.Tensor, out2: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -167,26 +198,35 @@ def _flatten(proj: torch.Tensor) -> torch.Tensor:
 
 
 def contrastive_from_samples(anchors: torch.Tensor, anchor_labels: torch.Tensor, contrast: torch.Tensor,
-                             contrast_labels: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
-    """The supervised contrastive term on given samples (module doc; the first ``len(anchors)``
-    contrasts must be the anchors themselves, whose self-pairs are removed from the positives)."""
+                             contrast_labels: torch.Tensor, tau: float = 0.1,
+                             self_index: torch.Tensor | None = None) -> torch.Tensor:
+    """The supervised contrastive term on given samples (module doc).
+
+    ``self_index[i]``: the position of anchor ``i`` in the contrast set (its self-pair is removed
+    from the positives), -1 when it is not there; default: the first ``len(anchors)`` contrasts are
+    the anchors themselves (the reference's layout).
+    """
     logits = anchors @ contrast.T / tau
     logits = logits - logits.max(dim=1, keepdim=True).values.detach()
     same = (anchor_labels[:, None] == contrast_labels[None, :]).float()
     neg = 1.0 - same
     pos = same.clone()
     n = anchors.shape[0]
-    pos[torch.arange(n), torch.arange(n)] = 0.0
+    rows = torch.arange(n, device=pos.device)
+    cols = rows if self_index is None else self_index.to(pos.device)
+    keep = cols >= 0
+    pos[rows[keep], cols[keep]] = 0.0
     exp = logits.exp()
     neg_sum = (exp * neg).sum(dim=1, keepdim=True)
     log_prob = logits - torch.log(exp + neg_sum)
-    mean_pos = (pos * log_prob).sum(dim=1) / pos.sum(dim=1)
+    mean_pos = (pos * log_prob).sum(dim=1) / pos.sum(dim=1).clamp(min=1.0)
     return -mean_pos.mean()
 
 
 def corocl_loss(city_proj: torch.Tensor, city_gt: torch.Tensor, ood_proj: torch.Tensor, ood_gt: torch.Tensor,
                 tau: float = 0.1, max_views: int = 512, generator: torch.Generator | None = None,
-                sampler: PoolSampler | None = None) -> torch.Tensor:
+                sampler: PoolSampler | None = None, anchors: Sequence[str] = DEFAULT_ANCHORS,
+                contrast: Sequence[str] = DEFAULT_CONTRAST) -> torch.Tensor:
     """CoroCL on city-mix embeddings and the COCO context embeddings of the same images.
 
     Args:
@@ -194,6 +234,7 @@ def corocl_loss(city_proj: torch.Tensor, city_gt: torch.Tensor, ood_proj: torch.
         city_gt, ood_gt: ``[B,H,W]`` labels (254 OoD, 255 ignore, else inlier), nearest-resized.
         generator: source of the pool sampling (``None``: torch's global generator).
         sampler: :class:`PoolSampler` (default) or :class:`DistributedPoolSampler`.
+        anchors, contrast: pool names (:data:`POOLS`) forming the anchor and the contrast sets.
     Returns:
         A scalar; a grad-safe 0 when a pool is empty (no pasted object, etc.).
     """
@@ -204,19 +245,26 @@ def corocl_loss(city_proj: torch.Tensor, city_gt: torch.Tensor, ood_proj: torch.
     lc = _labels_to(size, city_gt).reshape(-1)
     lo = _labels_to(size, ood_gt).reshape(-1)
     ec, eo = _flatten(city_proj), _flatten(ood_proj)
-    pools = [
-        ec[lc == OOD_LABEL],
-        ec[(lc != OOD_LABEL) & (lc != IGNORE_LABEL)],
-        eo[lo == OOD_LABEL],
-        eo[(lo != OOD_LABEL) & (lo != IGNORE_LABEL)],
-    ]
+    anchor_set, contrast_set = parse_pools(anchors, "--anchors"), parse_pools(contrast, "--contrast")
+    used = [p for p in POOLS if p in anchor_set or p in contrast_set]
+    masks = {
+        "city-ood": (ec, lc == OOD_LABEL),
+        "city-inlier": (ec, (lc != OOD_LABEL) & (lc != IGNORE_LABEL)),
+        "coco-ood": (eo, lo == OOD_LABEL),
+        "coco-inlier": (eo, (lo != OOD_LABEL) & (lo != IGNORE_LABEL)),
+    }
+    pools = [masks[p][0][masks[p][1]] for p in used]
     n = min([max_views] + sampler.sizes(pools))
     if n <= 0:
         return (city_proj.sum() + ood_proj.sum()).float() * 0.0  # float32 like the loss, also under autocast
-    a_ood, a_in, c_ood, c_in = (sampler.take(n, i, p, generator) for i, p in enumerate(pools))
-    anchors = torch.cat([a_ood, a_in])
-    ones = torch.ones(n, dtype=torch.int64, device=anchors.device)
-    anchor_labels = torch.cat([ones, ones * 0])
-    contrast = torch.cat([anchors, c_ood, c_in])
-    contrast_labels = torch.cat([anchor_labels, ones, ones * 0])
-    return contrastive_from_samples(anchors, anchor_labels, contrast, contrast_labels, tau)
+    taken = {p: sampler.take(n, i, pool, generator) for i, (p, pool) in enumerate(zip(used, pools))}
+    ones = torch.ones(n, dtype=torch.int64, device=city_proj.device)
+    a_names = list(anchor_set)
+    c_names = [p for p in a_names if p in contrast_set] + [p for p in contrast_set if p not in anchor_set]
+    anchor_emb = torch.cat([taken[p] for p in a_names])
+    anchor_labels = torch.cat([ones * POOLS[p] for p in a_names])
+    contrast_emb = torch.cat([taken[p] for p in c_names])
+    contrast_labels = torch.cat([ones * POOLS[p] for p in c_names])
+    rank = torch.arange(n, device=city_proj.device)
+    self_index = torch.cat([rank + c_names.index(p) * n if p in contrast_set else rank * 0 - 1 for p in a_names])
+    return contrastive_from_samples(anchor_emb, anchor_labels, contrast_emb, contrast_labels, tau, self_index)

@@ -1,7 +1,7 @@
 r"""The ``rpl`` method: anomaly = blurred free energy of the RPL logits, segmentation = closed-set logits.
 
 Inference (``yyliu01/RPL:rpl_corocl.code/valid.py`` ``compute_anomaly_score(mode='energy')``;
-``rpl-official.md`` §7, §12.12): with ``out1, out2, _ = RPLNet(x)``
+``docs/rpl-official.md`` §7, §12.12): with ``out1, out2, _ = RPLNet(x)``
 
 .. math::
     s(x) = \mathrm{GaussianBlur}_{k=7,\sigma=1,\text{reflect}}\Big(-\log\sum_{c=1}^{19} e^{\text{out2}_c}\Big)
@@ -17,6 +17,8 @@ import os
 from typing import Any
 
 import torch
+
+from oodbench.errors import UsageError
 
 from ..base import Method, register_method
 
@@ -74,13 +76,17 @@ class RPL(Method):
         super().__init__()
         from oodbench import segmenters
 
-        from .checkpoint import describe_missing_rpl, has_projector, is_rpl_state, load_rpl_state, read_rpl_state
+        from .weights import describe_missing_rpl, is_rpl_state, load_rpl_state, projector_spec, read_rpl_file
         from .model import RPLNet
 
         self.segmenter_name = segmenter
         self.blur = bool(blur)
         self.amp = amp
         self.checkpoint = str(checkpoint) if checkpoint is not None else None
+        #: the split the loaded checkpoint was selected on (a ``best-*.pth``), else ``None``
+        self.selected_on: str | None = None
+        #: the training configuration the checkpoint records (recipe, ablations), for hparams
+        self.training: dict[str, Any] = {}
         source = checkpoint if checkpoint is not None else segmenter_checkpoint
         if source is None:
             self.net = RPLNet(segmenters.build(segmenter, **segmenter_kwargs),
@@ -90,13 +96,18 @@ class RPL(Method):
                                "--checkpoint given; pass --checkpoint with an RPL checkpoint "
                                "(rev3.pth / res.pth, or one written by `oodbench train`)")
         else:
-            sd, report = read_rpl_state(source)
+            sd, report, meta = read_rpl_file(source)
             rpl_file = is_rpl_state(sd)
+            spec = projector_spec(sd) if rpl_file else None
             if projector is None:
-                projector = has_projector(sd) if rpl_file else True
+                projector = spec is not None if rpl_file else True
+            kind, depth = spec if spec is not None else ("linear", None)
+            if checkpoint is not None and rpl_file:
+                self.selected_on = meta.get("selected_on")
+                self.training = dict(meta.get("train", {}))
             with torch.device("meta"):  # weights come from the file: skip the random init
                 seg = segmenters.build(segmenter, **segmenter_kwargs)
-                net = RPLNet(seg, projector=bool(projector), init=False)
+                net = RPLNet(seg, projector=bool(projector), init=False, projector_kind=kind, embed_dim=depth)
             load_rpl_state(net, sd, report, strict=True, assign=True)
             net.freeze()
             self.net = net
@@ -134,8 +145,11 @@ class RPL(Method):
         return getattr(self, "_untrained", None) or super().untrained_reason()
 
     def hparams(self) -> dict[str, Any]:
-        return {"segmenter": self.segmenter_name, "blur": self.blur, "blur_kernel": BLUR_KERNEL,
-                "blur_sigma": BLUR_SIGMA, "projector": self.net.projector, "score": "energy(out2)"}
+        """Inference settings, plus the training recipe/ablations the checkpoint records (``train_*``)."""
+        hp = {"segmenter": self.segmenter_name, "blur": self.blur, "blur_kernel": BLUR_KERNEL,
+              "blur_sigma": BLUR_SIGMA, "projector": self.net.projector, "score": "energy(out2)"}
+        hp.update({f"train_{k}": v for k, v in self.training.items()})
+        return hp
 
     # inference --------------------------------------------------------------------------------
     def score(self, out2: torch.Tensor) -> torch.Tensor:
@@ -164,7 +178,7 @@ class RPL(Method):
         from .train import RPLTrainConfig, train_rpl
 
         if config is None:
-            raise ValueError("rpl.fit needs a training config (RPLTrainConfig or a dict of its fields)")
+            raise UsageError("rpl.fit needs a training config (RPLTrainConfig or a dict of its fields)")
         if isinstance(config, dict):
             config = RPLTrainConfig(**config)
         self.last_fit = train_rpl(config, model=self.net, **kwargs)

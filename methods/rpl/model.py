@@ -3,7 +3,7 @@ r"""The RPL network: a trainable residual block on a frozen DeepLabV3+ (``RPLNet
 Reference: Liu et al., "Residual Pattern Learning for Pixel-wise Out-of-Distribution Detection in
 Semantic Segmentation", ICCV 2023; ``yyliu01/RPL:rpl_corocl.code/model/wide_network.py``
 (``ResidualAnomalyBlock``, ``ProjectionHead``, ``DeepWV3Plus.forward``) as described in
-``rpl-official.md`` §3 and §12.
+``docs/rpl-official.md`` §3 and §12.
 
 With the segmenter decomposition of :mod:`oodbench.segmenters.base` (``deep`` = backbone output,
 ``dec0`` = the decoder input, ``final`` = the shared frozen head ``classify``):
@@ -36,8 +36,16 @@ import torch
 from torch import nn
 
 from oodbench.segmenters.base import DeepLabV3PlusBase
+from oodbench.errors import UsageError
 
-__all__ = ["ProjectionHead", "ResidualBlock", "RPLNet", "residual_name"]
+__all__ = ["PROJECTORS", "ProjectionHead", "ResidualBlock", "RPLNet", "residual_name"]
+
+#: CoroCL projector architectures (supplementary Table 4): name -> description
+PROJECTORS = {
+    "linear": "single 1x1 conv with bias (the paper's choice and the released code)",
+    "mlp": "two 1x1 convs with a ReLU between, no BN (Table 4 '2 layers (w/o BN)')",
+    "mlp-bn": "two 1x1 convs with BN+ReLU between (Table 4 '2 layers (w/ BN)')",
+}
 
 
 def residual_name(context_name: str) -> str:
@@ -46,11 +54,47 @@ def residual_name(context_name: str) -> str:
 
 
 class ProjectionHead(nn.Module):
-    """CoroCL projector: a single 1x1 conv with bias (key ``proj.0``), no BN/ReLU."""
+    """CoroCL projector ``in_channels -> out_channels`` (the embedding depth R).
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    ``kind`` (:data:`PROJECTORS`): ``linear`` = a single 1x1 conv with bias (key ``proj.0``), no
+    BN/ReLU -- the released code; ``mlp`` = conv(in->in) + ReLU + conv(in->R) (keys ``proj.0``,
+    ``proj.2``); ``mlp-bn`` = conv(in->in, no bias) + BN + ReLU + conv(in->R) (keys ``proj.0``,
+    ``proj.1``, ``proj.3``). The hidden width of the two-layer heads is ``in_channels`` (the
+    supplementary does not state it; ContrastiveSeg's head keeps the input width). The last conv
+    is kaiming-normal with zero bias like the single layer; :func:`projector_spec` reads the kind
+    and R back from a state dict.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kind: str = "linear") -> None:
         super().__init__()
-        self.proj = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=True))
+        if kind not in PROJECTORS:
+            raise UsageError(f"--projector: unknown projector {kind!r}; choose from {', '.join(PROJECTORS)}")
+        self.kind = kind
+        if kind == "linear":
+            layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 1, bias=True)]
+        elif kind == "mlp":
+            layers = [nn.Conv2d(in_channels, in_channels, 1, bias=True), nn.ReLU(inplace=True),
+                      nn.Conv2d(in_channels, out_channels, 1, bias=True)]
+        else:
+            layers = [nn.Conv2d(in_channels, in_channels, 1, bias=False), nn.BatchNorm2d(in_channels),
+                      nn.ReLU(inplace=True), nn.Conv2d(in_channels, out_channels, 1, bias=True)]
+        self.proj = nn.Sequential(*layers)
+
+    @property
+    def out_channels(self) -> int:
+        return self.proj[-1].out_channels
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Kaiming-normal conv weights, zero biases, BN weight 1 / bias 0 (the official init)."""
+        for m in self.proj:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, generator=generator)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()
+                m.reset_running_stats()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
@@ -62,14 +106,24 @@ class ResidualBlock(nn.Module):
     Registered as ``residual_block`` *inside* the segmenter (hence ``branch1.residual_block.*``).
     """
 
-    def __init__(self, segmenter: DeepLabV3PlusBase, projector: bool = True) -> None:
+    def __init__(self, segmenter: DeepLabV3PlusBase, projector: bool = True, projector_kind: str = "linear",
+                 embed_dim: int | None = None) -> None:
         super().__init__()
         self.context_names = tuple(segmenter.context_modules())
         for name, module in segmenter.context_modules().items():
             self.add_module(residual_name(name), copy.deepcopy(module))
         ctx, dec = segmenter.context_channels, segmenter.decoder_channels
         self.atten_aspp_final = nn.Conv2d(ctx, dec, 1, bias=False)
-        self.proj_head = ProjectionHead(ctx, dec) if projector else None
+        self.proj_head = None
+        if projector:
+            # the paper's head is built as it always was (so its global-RNG draws, and hence the RPL
+            # head's kaiming init that follows in RPLNet.init_from_segmenter, stay as before); any
+            # other architecture or depth is built without touching the global RNG, so the
+            # projector choice cannot shift the RPL head's init
+            self.proj_head = ProjectionHead(ctx, dec, "linear")
+            if projector_kind != "linear" or (embed_dim or dec) != dec:
+                with torch.random.fork_rng(devices=[]):
+                    self.proj_head = ProjectionHead(ctx, embed_dim or dec, projector_kind)
 
     def context_copies(self) -> dict[str, nn.Module]:
         """The copies, keyed like ``segmenter.context_modules()``."""
@@ -98,18 +152,26 @@ class RPLNet(nn.Module):
             and receives the ``residual_block`` child.
         projector: build the CoroCL projector (``rev3.pth`` has it, ``res.pth`` does not).
         init: run :meth:`init_from_segmenter` now (turn off when a full RPL checkpoint follows).
+        projector_kind: the projector architecture (:data:`PROJECTORS`; default the paper's single layer).
+        embed_dim: the embedding depth R (default: the decoder width, 304 on the paper's model).
 
     ``forward(x)`` returns ``(out1, out2, proj)``; ``proj`` is ``None`` in eval mode or without a
     projector.
     """
 
-    def __init__(self, segmenter: DeepLabV3PlusBase, projector: bool = True, init: bool = True) -> None:
+    def __init__(self, segmenter: DeepLabV3PlusBase, projector: bool = True, init: bool = True,
+                 projector_kind: str = "linear", embed_dim: int | None = None) -> None:
         super().__init__()
         if not isinstance(segmenter, DeepLabV3PlusBase):
             raise TypeError(f"RPLNet needs a DeepLabV3PlusBase segmenter, got {type(segmenter).__name__}")
+        if embed_dim is not None and embed_dim < 1:
+            raise UsageError(f"--embed-dim must be >= 1, got {embed_dim}")
         self.branch1 = segmenter
-        _insert_child(segmenter, "residual_block", ResidualBlock(segmenter, projector), segmenter.residual_anchor)
+        _insert_child(segmenter, "residual_block", ResidualBlock(segmenter, projector, projector_kind, embed_dim),
+                      segmenter.residual_anchor)
         self.projector = projector
+        self.projector_kind = projector_kind
+        self.embed_dim = embed_dim or segmenter.decoder_channels
         #: sha256 of the checkpoint file loaded into the network (set by the RPL loader).
         self.checkpoint_sha256: str | None = None
         if init:
@@ -152,9 +214,8 @@ class RPLNet(nn.Module):
         rb.atten_aspp_final = nn.Conv2d(ctx, dec, 1, bias=False, **kw)
         nn.init.kaiming_normal_(rb.atten_aspp_final.weight, generator=generator)
         if self.projector:
-            rb.proj_head = ProjectionHead(ctx, dec).to(**kw)
-            nn.init.kaiming_normal_(rb.proj_head.proj[0].weight, generator=generator)
-            nn.init.zeros_(rb.proj_head.proj[0].bias)
+            rb.proj_head = ProjectionHead(ctx, self.embed_dim, self.projector_kind).to(**kw)
+            rb.proj_head.reset_parameters(generator)
         self.freeze()
 
     def freeze(self) -> None:

@@ -1,6 +1,6 @@
 """RPL+CoroCL training (``oodbench train --method rpl``; ``torchrun ... -m oodbench.methods.rpl.train``).
 
-One step (``yyliu01/RPL:rpl_corocl.code/engine/trainer.py``; rpl-official.md §3-§6):
+One step (``yyliu01/RPL:rpl_corocl.code/engine/trainer.py``; docs/rpl-official.md §3-§6):
 
 1. batch = ``b`` city-mix crops (COCO objects pasted, label 254) + their ``b`` COCO context crops
    (:mod:`.data`), ``b`` per rank;
@@ -39,6 +39,7 @@ multi-process equivalence matters.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from typing import Any, Sequence
 
 import torch
 
+from oodbench.errors import CheckpointError, UsageError
 from oodbench.training.config import EngineConfig, add_dataclass_arguments, config_from_namespace
 from oodbench.training.device import autocast, maybe_channels_last
 from oodbench.training.distributed import DistContext, barrier, cleanup_distributed, global_sum, unwrap, wrap_ddp
@@ -58,9 +60,20 @@ from oodbench.training.seeding import torch_generator
 from oodbench.training.syncbn import convert_batchnorm
 
 from .data import OutlierExposureSet, coco_pairs_from_root, recipe
-from .losses import OOD_LABEL, DistributedPoolSampler, corocl_loss, rpl_loss_parts
+from .losses import (
+    DEFAULT_ANCHORS,
+    DEFAULT_CONTRAST,
+    OOD_LABEL,
+    POOLS,
+    DistributedPoolSampler,
+    corocl_loss,
+    parse_pools,
+    rpl_loss_parts,
+)
+from .model import PROJECTORS
+from .recipes import DEFAULT_RECIPE, RECIPE_HELP, RECIPES, resolve_config
 
-__all__ = ["RPLTrainConfig", "RPLTrainer", "train_rpl", "add_train_parser", "main"]
+__all__ = ["RPLTrainConfig", "RPLTrainer", "build_network", "train_rpl", "add_train_parser", "main"]
 
 @dataclass
 class RPLTrainConfig(EngineConfig):
@@ -70,7 +83,10 @@ class RPLTrainConfig(EngineConfig):
     must match the checkpoint's, except the runtime ones: the input paths (``checkpoint``,
     ``data_root``, ``cityscapes_root``, ``coco_root``; resume restores all weights), the DDP switch
     ``find_unused_parameters``, ``ckpt_every`` and the monitoring (``validator``, ``val_splits``,
-    ``val_max_frames``).
+    ``val_max_frames``). ``finetune_from`` and ``extra_root`` are input paths (runtime) too.
+
+    Construct it through :func:`oodbench.methods.rpl.recipes.resolve_config` to apply a recipe
+    (``RPLTrainConfig(recipe="paper")`` alone only records the name; the CLI always resolves).
     """
 
     segmenter: str = field(default="deeplabv3plus_wrn38", metadata={"help": "registered closed-set segmenter"})
@@ -94,19 +110,61 @@ class RPLTrainConfig(EngineConfig):
     residual_dropout: float | None = field(default=None, metadata={"help": "override the dropout probability inside the residual block (VainF-family ASPP: 0.1; WRN38 has none); masks are drawn per rank, so only 0 makes N ranks match 1 process exactly"})
     find_unused_parameters: bool = field(default=True, metadata={"runtime": True, "help": "DDP find_unused_parameters (the projector idles on RPL-only steps)"})
     validator: Any = field(default=None, metadata={"runtime": True, "cli": False, "help": "callable(model, iteration) -> dict"})
-    val_splits: str = field(default="auto", metadata={"runtime": True, "help": "labelled anomaly splits under --data-root to monitor every --val-every iterations and at the end: 'auto' (all found), 'none', or comma-separated names"})
+    val_splits: str = field(default="auto", metadata={"runtime": True, "help": "labelled anomaly splits under --data-root to monitor every --val-every iterations and at the end: 'auto' (all found), 'paper' (those found of the released code's five: FS Static/L&F val, SMIYC anomaly/obstacle val, RoadAnomaly), 'none', or comma-separated names"})
     val_max_frames: int | None = field(default=None, metadata={"runtime": True, "help": "at most this many frames per validation split"})
     epochs: int = field(default=40, metadata={"help": "epochs (40 in the official config, 80 in the authors' reported run)"})
     ckpt_every: int = field(default=185, metadata={"runtime": True, "help": "iterations between checkpoints (the reference's eval_iter)"})
+    # -- recipe and ablations (configuration: they decide the weights; recorded in every checkpoint
+    #    and, through the checkpoint, in the hparams of every result record)
+    recipe: str = field(default=DEFAULT_RECIPE, metadata={"choices": list(RECIPES), "help": RECIPE_HELP})
+    anchors: str = field(default=",".join(DEFAULT_ANCHORS), metadata={
+        "help": f"CoroCL anchor set: comma-separated pools from {', '.join(POOLS)} (supplementary Table 3)"})
+    contrast: str = field(default=",".join(DEFAULT_CONTRAST), metadata={
+        "help": "CoroCL contrast set: comma-separated pools (the anchors' own samples are reused where the "
+                "sets share a pool; Table 3)"})
+    projector: str = field(default="linear", metadata={"choices": list(PROJECTORS), "help": "CoroCL projector: "
+        + "; ".join(f"{k}: {v}" for k, v in PROJECTORS.items()) + " (Table 4)"})
+    embed_dim: int | None = field(default=None, metadata={
+        "help": "CoroCL embedding depth R (projector output channels; default: the decoder width, 304 on "
+                "every DeepLabV3+ here, the paper's best)"})
+    # -- fine-tuning with extra data (supplementary §B)
+    finetune_from: str | None = field(default=None, metadata={"runtime": True, "help": (
+        "start from this RPL checkpoint's weights (segmenter + residual block), with a fresh optimizer and "
+        "LR schedule; replaces --checkpoint")})
+    extra_data: str = field(default="", metadata={"help": (
+        "extra closed-set training sets added to Cityscapes, comma-separated (vistas, vistas-v1.2, vistas-v2.0, "
+        "wilddash2; supplementary §B fine-tunes on vistas,wilddash2 for 10 epochs)")})
+    extra_root: str | None = field(default=None, metadata={"runtime": True, "help": (
+        "folder holding vistas/ and wd_public_02/ (default: --data-root)")})
+    extra_short_side: int | None = field(default=1024, metadata={"help": (
+        "rescale extra-set images to this shorter side before cropping (1024 = Cityscapes' height, so objects "
+        "keep the Cityscapes scale); 0 keeps their size")})
+
+
+#: the validation sets of the released trainer (rpl-official.md §6, ``valid.py``), in its order
+PAPER_VAL_SPLITS = ("smiyc-anomaly-val", "smiyc-obstacle-val", "fishyscapes-static-val", "fishyscapes-laf-val",
+                    "road-anomaly")
 
 
 def _roots(cfg: RPLTrainConfig) -> tuple[Path, Path]:
     city = cfg.cityscapes_root or cfg.data_root
     coco = cfg.coco_root or cfg.data_root
     if city is None or coco is None:
-        raise ValueError("train --method rpl: pass --data-root (holding cityscapes/ and coco/) "
+        raise UsageError("train --method rpl: pass --data-root (holding cityscapes/ and coco/) "
                          "or both --cityscapes-root and --coco-root")
     return Path(city), Path(coco)
+
+
+def build_network(cfg: RPLTrainConfig, segmenter: torch.nn.Module) -> torch.nn.Module:
+    """The RPL network the configuration asks for on ``segmenter`` (closed-set weights loaded).
+
+    RPL-only (``corocl_weight`` 0) has no projector; otherwise the projector is ``cfg.projector``
+    with depth ``cfg.embed_dim`` -- the only parts of the network the ablation options touch.
+    """
+    from .model import RPLNet
+
+    return RPLNet(segmenter, projector=cfg.corocl_weight > 0, projector_kind=cfg.projector,
+                  embed_dim=cfg.embed_dim)
 
 
 def _share(local_sum: torch.Tensor, global_count: float, world: int) -> torch.Tensor:
@@ -125,17 +183,31 @@ class RPLTrainer(Trainer):
         super().__init__(cfg, ctx)
         self.cfg: RPLTrainConfig = cfg
         self._model, self._city, self._coco = model, city, coco
+        self._val_names: list[str] | None = None
 
     # ---------------------------------------------------------------- setup
     def _build_model(self) -> torch.nn.Module:
         from oodbench import segmenters
 
-        from .model import RPLNet
+        from oodbench.training.resume import check_state_dict
 
-        if self.cfg.checkpoint is None:
-            raise ValueError("train --method rpl: --checkpoint (closed-set weights of the segmenter) is required")
-        seg = segmenters.build(self.cfg.segmenter, checkpoint=self.cfg.checkpoint)
-        return RPLNet(seg, projector=self.cfg.corocl_weight > 0)
+        from .weights import is_rpl_state, load_rpl_state, read_rpl_state
+
+        cfg = self.cfg
+        if cfg.finetune_from is not None:
+            sd, report = read_rpl_state(cfg.finetune_from)
+            if not is_rpl_state(sd):
+                raise UsageError(f"--finetune-from {cfg.finetune_from}: not an RPL checkpoint (no residual block); "
+                                 "pass closed-set weights with --checkpoint")
+            with torch.device("meta"):  # every weight comes from the file
+                net = build_network(cfg, segmenters.build(cfg.segmenter))
+            check_state_dict(net.state_dict(), sd, f"--finetune-from {cfg.finetune_from}")  # one line on a misfit
+            load_rpl_state(net, sd, report, strict=True, assign=True)
+            net.freeze()
+            return net
+        if cfg.checkpoint is None:
+            raise UsageError("train --method rpl: --checkpoint (closed-set weights of the segmenter) is required")
+        return build_network(cfg, segmenters.build(cfg.segmenter, checkpoint=cfg.checkpoint))
 
     def setup(self) -> None:
         cfg, ctx = self.cfg, self.ctx
@@ -153,28 +225,46 @@ class RPLTrainer(Trainer):
         groups = net.trainable_parameters(lr=cfg.lr, head_lr_mult=cfg.head_lr_mult)
         self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
+        parse_pools(cfg.anchors, "--anchors"), parse_pools(cfg.contrast, "--contrast")  # fail before the data
         if self._city is None or self._coco is None:
             from oodbench.training.segmenter import open_cityscapes
 
             city_root, coco_root = _roots(cfg)
             self._city = self._city if self._city is not None else open_cityscapes(city_root, cfg.train_split)
             self._coco = self._coco if self._coco is not None else coco_pairs_from_root(coco_root)
-        self.train_set = OutlierExposureSet(self._city, self._coco, cfg.crop_size, cfg.reference_quirks, cfg.seed,
+        city = self._city
+        if cfg.extra_data:
+            from oodbench.datasets.extra import build_extra_training_sets
+
+            root = cfg.extra_root or cfg.data_root
+            if root is None:
+                raise UsageError("--extra-data needs --extra-root or --data-root (holding vistas/, wd_public_02/)")
+            extras = build_extra_training_sets(cfg.extra_data, root, short_side=cfg.extra_short_side or None)
+            city = torch.utils.data.ConcatDataset([city, *extras])
+        self.train_set = OutlierExposureSet(city, self._coco, cfg.crop_size, cfg.reference_quirks, cfg.seed,
                                             scales=cfg.paste_scales)
         self.recipe = recipe(cfg.reference_quirks)
         self.iters_per_epoch = EpochBatchSampler.batches_per_epoch(len(self.train_set), cfg.batch_size, ctx.world_size)
         if self.iters_per_epoch < 1:
-            raise ValueError(f"{len(self.train_set)} Cityscapes images < one global batch of "
+            raise UsageError(f"{len(self.train_set)} Cityscapes images < one global batch of "
                              f"{cfg.batch_size} x {ctx.world_size}")
         self.schedule = PolySchedule(self.optimizer, self.total_iters, cfg.poly_power,
                                      off_by_one=self.recipe.lr_off_by_one)
         self.pool_sampler = DistributedPoolSampler(ctx)
         self.validator = cfg.validator if cfg.validator is not None else self._split_validator()
         self.validating = self.validator is not None  # the same on every rank (no barrier mismatch)
+        if self.selection.rules and not self.validating:
+            raise UsageError(f"--select {cfg.select}: needs periodic validation (--val-splits, --val-every) and no labelled "
+                             "split was found to validate on; pass --select '' to train without selection")
+        named = [r.split for r in self.selection.rules if r.split != "*"]
+        if named and self._val_names is not None and set(named) - set(self._val_names):
+            raise UsageError(f"--select: split(s) {', '.join(sorted(set(named) - set(self._val_names)))} are not "
+                             f"validated (--val-splits gives {', '.join(self._val_names)})")
 
     def _split_validator(self):
         """The anomaly monitor on ``--val-splits`` (``auto``: every labelled split under --data-root)."""
         cfg = self.cfg
+        self._val_names = None
         choice = (cfg.val_splits or "none").strip()
         if choice == "none":
             return None
@@ -182,17 +272,20 @@ class RPLTrainer(Trainer):
         from oodbench.training.validation import make_anomaly_validator
 
         if cfg.data_root is None:
-            if choice == "auto":
+            if choice in ("auto", "paper"):
                 return None
-            raise ValueError("--val-splits needs --data-root (where the labelled splits live)")
-        if choice in ("auto", "all"):
+            raise UsageError("--val-splits needs --data-root (where the labelled splits live)")
+        if choice in ("auto", "all", "paper"):
             names, _missing = find_available(cfg.data_root)
+            if choice == "paper":  # the released code's five validation sets, those found
+                names = [n for n in PAPER_VAL_SPLITS if n in names]
             if not names:
                 if self.ctx.is_main:
                     print(f"train-rpl: no labelled anomaly split under {cfg.data_root}; no validation", file=sys.stderr)
                 return None
         else:
             names = [n.strip() for n in choice.split(",") if n.strip()]
+        self._val_names = list(names)
         if self.ctx.is_main:
             print(f"train-rpl: validating on {', '.join(names)}", file=sys.stderr)
         return make_anomaly_validator(cfg.data_root, names, max_frames=cfg.val_max_frames)
@@ -223,7 +316,8 @@ class RPLTrainer(Trainer):
         if use_corocl:
             gen = torch_generator(cfg.seed, iteration, "corocl")
             corocl = corocl_loss(proj[:b][has_ood], city_gt[has_ood], proj[b:][has_ood], coco_gt[has_ood],
-                                 tau=cfg.tau, max_views=cfg.max_views, generator=gen, sampler=self.pool_sampler)
+                                 tau=cfg.tau, max_views=cfg.max_views, generator=gen, sampler=self.pool_sampler,
+                                 anchors=parse_pools(cfg.anchors), contrast=parse_pools(cfg.contrast, "--contrast"))
             loss = loss + cfg.corocl_weight * corocl
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -247,7 +341,7 @@ class RPLTrainer(Trainer):
 
     def load_payload(self, payload: dict[str, Any]) -> None:
         if "model" not in payload or "optimizer" not in payload:
-            raise ValueError(f"RPL checkpoint lacks 'model'/'optimizer' (has {sorted(payload)})")
+            raise CheckpointError(f"RPL checkpoint lacks 'model'/'optimizer' (has {sorted(payload)})")
         self.load_model_state(unwrap(self.model), payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
 
@@ -262,7 +356,7 @@ class RPLTrainer(Trainer):
                 with torch.no_grad():
                     out = self.validator(net, iteration)
             finally:
-                net.train()  # re-applies the frozen/eval split (rpl-official.md §12.5)
+                net.train()  # re-applies the frozen/eval split (docs/rpl-official.md §12.5)
         barrier(self.ctx)
         return out
 
@@ -282,13 +376,33 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train a method (rpl: RPL+CoroCL on a frozen segmenter; torchrun for multi-GPU)",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--method", default="rpl", choices=["rpl"], help="method to train (default: rpl)")
-    add_dataclass_arguments(p, RPLTrainConfig)
+    p.add_argument("--config", default=None, metavar="FILE.toml",
+                   help="experiment file (experiments/*.toml): its [train] table sets fields; flags override it")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved configuration (and where each non-default value came from) and exit")
+    add_dataclass_arguments(p, RPLTrainConfig, suppress_defaults=True)
     p.set_defaults(func=_run_from_args)
     return p
 
 
+def resolve_from_args(args: argparse.Namespace) -> tuple[RPLTrainConfig, dict[str, str]]:
+    """The configuration of parsed ``train`` arguments: defaults < recipe < --config file < flags."""
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(RPLTrainConfig) if hasattr(args, f.name)}
+    cfg = config_from_namespace(RPLTrainConfig, argparse.Namespace(**flags))  # tuples from nargs lists
+    flags = {k: getattr(cfg, k) for k in flags}
+    return resolve_config(RPLTrainConfig, flags, getattr(args, "config", None))
+
+
 def _run_from_args(args: argparse.Namespace) -> int:
-    result = train_rpl(config_from_namespace(RPLTrainConfig, args))
+    cfg, sources = resolve_from_args(args)
+    if getattr(args, "dry_run", False):
+        import json
+
+        from oodbench.training.config import config_to_dict
+
+        print(json.dumps({"config": config_to_dict(cfg), "sources": sources}, indent=2, sort_keys=True))
+        return 0
+    result = train_rpl(cfg)
     state = "stopped" if result.stopped_early else "done"
     print(f"{state} at iteration {result.iteration}/{result.total_iters}; checkpoint: {result.out_dir / 'last.pth'}")
     return 0

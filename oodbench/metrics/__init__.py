@@ -19,7 +19,9 @@ protocol          accumulator                                 reference
 ================  ==========================================  =====================================
 
 plus :class:`SmiycComponentAccumulator` (SegEval sIoU / PPV / mean F1), :class:`ConfusionMatrix`
-(closed-set mIoU) and :class:`OpenSetMIoU` (DenseHybrid open-set mIoU).  Every result records
+(closed-set mIoU) and :class:`OpenSetMIoU` (DenseHybrid open-set mIoU).  Frame-bootstrap confidence
+intervals and paired comparisons: :func:`bootstrap_ci`, :func:`paired_bootstrap` with
+:class:`FrameCollector` (per-frame histograms for the pooled protocols; :mod:`.bootstrap`).  Every result records
 ``protocol`` and ``protocol_version``.  Labels: 0 inlier, 1 anomaly, 255 ignored; any other value,
 NaN/inf scores or a shape mismatch raise :class:`MetricInputError` naming the frame; a dataset
 without anomaly or without inlier pixels raises too (never a plausible-looking number).
@@ -30,12 +32,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._base import Accumulator, MetricInputError, StateError
+from ._binned import FrameCollector
 from ._curves import FPR_RULES
 from .components import COMPONENT_CONFIGS, SmiycComponentAccumulator
 from .per_image import HendrycksPerImageAccumulator
 from .pixel import ExactPixelAccumulator, FishyscapesPixelAccumulator
 from .segmentation import ConfusionMatrix, OpenSetMIoU, half_resolution
+from .bootstrap import BootstrapResult, PairedBootstrapResult, bootstrap_ci, paired_bootstrap
 from .smiyc import SmiycPixelAccumulator
 
 __all__ = [
@@ -55,6 +61,11 @@ __all__ = [
     "ConfusionMatrix",
     "OpenSetMIoU",
     "half_resolution",
+    "FrameCollector",
+    "bootstrap_ci",
+    "paired_bootstrap",
+    "BootstrapResult",
+    "PairedBootstrapResult",
 ]
 
 _PIXEL_PROTOCOLS: dict[str, type[Accumulator]] = {
@@ -70,7 +81,7 @@ def build_protocol(name: str, **kwargs: Any) -> Accumulator:
     try:
         cls = _PIXEL_PROTOCOLS[name]
     except KeyError:
-        raise ValueError(f"unknown protocol {name!r}; available: {sorted(PROTOCOLS)}") from None
+        raise UsageError(f"unknown protocol {name!r}; available: {sorted(PROTOCOLS)}") from None
     return cls(**kwargs)
 
 
@@ -95,7 +106,7 @@ def pixel_metrics(scores: Any, labels: Any, protocol: str = "exact",
     """
     kwargs = {} if fpr_rule is None else {"fpr_rule": fpr_rule}
     if protocol == "smiyc" and fpr_rule not in (None, "first_tpr_ge"):
-        raise ValueError("protocol 'smiyc' defines FPR95 as 'first_tpr_ge'")
+        raise UsageError("protocol 'smiyc' defines FPR95 as 'first_tpr_ge'")
     acc = build_protocol(protocol, **({} if protocol == "smiyc" else kwargs))
     if _is_single(scores) and _is_single(labels):
         pairs: Sequence = [(scores, labels)]

@@ -19,19 +19,22 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 
+from oodbench.contracts import ContractError
+from oodbench.errors import OodbenchError
+
 from ._state import StateSet
 
 __all__ = ["Accumulator", "MetricInputError", "StateError"]
 
 
-class MetricInputError(ValueError):
+class MetricInputError(ContractError):
     """Input that no metric can be computed from (degenerate labels, NaN scores, shape mismatch).
 
     The message names the frame (``frame_id`` or its update index) and what is wrong.
     """
 
 
-class StateError(ValueError):
+class StateError(OodbenchError, ValueError):
     """A state dict that does not belong to this accumulator (wrong class, version or config)."""
 
 

@@ -10,7 +10,7 @@ value ``x_j`` (ascending), its count ``c_j``, ``tp_j = #{pos >= x_j}``, ``ge_j =
   ``AP = sum_j (c_j / P) * tp_j / (tp_j + ge_j)``.
 * **AUROC** (= ``sklearn.metrics.roc_auc_score``, trapezoid over all distinct thresholds):
   ``AUROC = sum_j c_j * (#{neg < x_j} + 0.5 #{neg == x_j}) / (P N)``.
-* **FPR at 95 % TPR**, three rules in official use (benchmarks.md §8.1):
+* **FPR at 95 % TPR**, three rules in official use (docs/benchmarks.md §8.1):
 
   - ``first_tpr_ge``: FPR at the first curve point (highest threshold) with ``TP/P >= 0.95``
     (Fishyscapes ``hermannsblum/bdl-benchmark:bdlb/fishyscapes/benchmark.py``; SMIYC
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from oodbench.errors import UsageError
 
 from ._base import MetricInputError
 
@@ -123,7 +125,7 @@ class CurveSummary:
             return float(fp / self.n_neg), float(self.values[j])
         if rule == "first_tpr_gt":
             return self._first_tpr_gt(level)
-        raise ValueError(f"unknown fpr_rule {rule!r}; choose one of {FPR_RULES}")
+        raise UsageError(f"unknown fpr_rule {rule!r}; choose one of {FPR_RULES}")
 
     # -- DenseHybrid / sklearn drop_intermediate ---------------------------------------------------
     def _first_tpr_gt(self, level: float) -> tuple[float, float]:

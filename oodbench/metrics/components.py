@@ -2,7 +2,7 @@
 
 Re-implements ``SegmentMeIfYouCan/road-anomaly-benchmark@1c7804e``
 ``road_anomaly_benchmark/metrics/instance_segmentation.py`` (``default_instancer``,
-``segment_metrics``, ``MetricSegment.aggregate``), benchmarks.md §3:
+``segment_metrics``, ``MetricSegment.aggregate``), docs/benchmarks.md §3:
 
 Per frame, with ``t`` = the method's pixel ``best_f1_threshold`` on the same split:
 
@@ -32,6 +32,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+
+from oodbench.errors import UsageError
 
 from ._base import Accumulator, MetricInputError, warn_nan
 from ._inputs import check_binary_labels, check_label_values, check_scores, to_numpy
@@ -175,7 +177,7 @@ class SmiycComponentAccumulator(Accumulator):
 
     def __init__(self, config: str = "AnomalyTrack", threshold: float = float("nan")) -> None:
         if config not in COMPONENT_CONFIGS:
-            raise ValueError(f"unknown SegEval config {config!r}; choose one of {list(COMPONENT_CONFIGS)}")
+            raise UsageError(f"unknown SegEval config {config!r}; choose one of {list(COMPONENT_CONFIGS)}")
         if not np.isfinite(threshold):
             raise ValueError("SmiycComponentAccumulator needs threshold= (the pixel best_f1_threshold "
                              "of the same method and split)")

@@ -1,7 +1,7 @@
 """StreetHazards official anomaly metrics: Hendrycks per-image mean (protocol ``streethazards``).
 
 ``hendrycks/anomaly-seg@4e7b1de`` ``eval_ood.py`` -> ``anom_utils.eval_ood_measure`` ->
-``get_measures`` (benchmarks.md §2.3): for every image, anomaly (label 1) is the positive class and
+``get_measures`` (docs/benchmarks.md §2.3): for every image, anomaly (label 1) is the positive class and
 *every other pixel is an inlier* (no void); AUROC = ``sklearn.metrics.roc_auc_score``, AUPR =
 ``average_precision_score``, FPR95 = ``fpr_and_fdr_at_recall`` (nearest recall to 0.95, see
 :mod:`._curves`).  Images without anomaly pixels (or without inlier pixels) are skipped, not
@@ -19,10 +19,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._base import Accumulator, MetricInputError, warn_nan
 from ._curves import FPR_RULES
 from ._inputs import check_pair
-from ._store import ScoreStore
+from ._score_store import ScoreStore
 
 __all__ = ["HendrycksPerImageAccumulator"]
 
@@ -35,7 +37,7 @@ class HendrycksPerImageAccumulator(Accumulator):
 
     def __init__(self, fpr_rule: str = "nearest_recall") -> None:
         if fpr_rule != "nearest_recall":
-            raise ValueError(
+            raise UsageError(
                 f"protocol 'streethazards' defines FPR95 as 'nearest_recall' (fpr_and_fdr_at_recall), "
                 f"not {fpr_rule!r}" if fpr_rule in FPR_RULES else f"unknown fpr_rule {fpr_rule!r}")
         self.fpr_rule = fpr_rule

@@ -22,10 +22,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._base import Accumulator
 from ._curves import FPR_RULES
 from ._inputs import check_pair
-from ._store import ScoreStore
+from ._score_store import ScoreStore
 
 __all__ = ["ExactPixelAccumulator", "FishyscapesPixelAccumulator"]
 
@@ -50,9 +52,9 @@ class ExactPixelAccumulator(Accumulator):
 
     def __init__(self, fpr_rule: str = "first_tpr_ge") -> None:
         if fpr_rule not in FPR_RULES:
-            raise ValueError(f"unknown fpr_rule {fpr_rule!r}; choose one of {FPR_RULES}")
+            raise UsageError(f"unknown fpr_rule {fpr_rule!r}; choose one of {FPR_RULES}")
         if self._fixed_rule is not None and fpr_rule != self._fixed_rule:
-            raise ValueError(
+            raise UsageError(
                 f"protocol {self.name!r} defines FPR95 as {self._fixed_rule!r}; use protocol "
                 f"'exact' for fpr_rule={fpr_rule!r}")
         self.fpr_rule = fpr_rule

@@ -6,7 +6,7 @@ prediction; pixels whose GT is ``ignore_index`` are skipped), ``IoU_c = TP / (TP
 class only predicted counts as 0 -- the rule of ``matejgrcic/DenseHybrid:utils/iou.py`` and the
 Cityscapes-style references (never a per-image mean).
 
-:class:`OpenSetMIoU` -- ``matejgrcic/DenseHybrid@742ceab`` ``evaluate_osr.py`` (benchmarks.md §5.1):
+:class:`OpenSetMIoU` -- ``matejgrcic/DenseHybrid@742ceab`` ``evaluate_osr.py`` (docs/benchmarks.md §5.1):
 GT ids ``0..K-1`` known, ``K`` anomaly, ``255`` ignore ("other"); predictions ``0..K-1``.  For each
 group (StreetHazards town) the anomaly threshold is calibrated on the *other* group: scores are
 downsampled by 0.5 (``F.interpolate(..., scale_factor=0.5, mode='bilinear')``, i.e. the float32 mean
@@ -40,7 +40,7 @@ from ._base import Accumulator, MetricInputError, warn_nan
 from ._curves import F16_CODES_ASC, F16_NONFINITE, F16_VALUES_ASC, fold_f16
 from ._inputs import check_scores, to_numpy
 from ._state import StateSet
-from ._store import ScoreStore
+from ._score_store import ScoreStore
 
 __all__ = ["ConfusionMatrix", "OpenSetMIoU", "half_resolution"]
 

@@ -37,6 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from oodbench.errors import UsageError
+
 from ._base import Accumulator, MetricInputError
 from ._curves import F16_CODES_ASC, F16_NONFINITE, F16_VALUES_ASC, fold_f16
 from ._inputs import check_label_values, check_pair
@@ -142,7 +144,7 @@ class SmiycPixelAccumulator(Accumulator):
     def __init__(self, fpr_rule: str = "first_tpr_ge") -> None:
         # PixBinaryClass's FPR95 is ``searchsorted(tpr, 0.95)``: the first point with TPR >= 0.95
         if fpr_rule != "first_tpr_ge":
-            raise ValueError(f"protocol 'smiyc' defines FPR95 as 'first_tpr_ge', not {fpr_rule!r}; "
+            raise UsageError(f"protocol 'smiyc' defines FPR95 as 'first_tpr_ge', not {fpr_rule!r}; "
                              "use protocol 'exact' for another rule")
         self.fpr_rule = fpr_rule
         super().__init__()

@@ -36,7 +36,7 @@ __all__ = [
 SEGMENTERS = Registry("segmenter")
 
 from .base import DeepLabV3PlusBase, PretrainedCfg  # noqa: E402
-from .checkpoint import CheckpointError, LoadReport, load_checkpoint, save_checkpoint  # noqa: E402
+from .weights import CheckpointError, LoadReport, load_checkpoint, save_checkpoint  # noqa: E402
 from . import wrn38, vainf, small  # noqa: E402,F401  (register the architectures)
 
 

@@ -30,7 +30,7 @@ __all__ = [
     "DeepLabV3PlusBase",
 ]
 
-#: ImageNet statistics, used by NVIDIA sdcnet, VainF and RPL (``rpl-official.md`` §2.4).
+#: ImageNet statistics, used by NVIDIA sdcnet, VainF and RPL (``docs/rpl-official.md`` §2.4).
 #: The one copy in oodbench: the runner, the training transforms and every segmenter config use it.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -1,7 +1,7 @@
 """Inference protocols: full-resolution single scale (OoD) and sliding window + flip (closed-set mIoU).
 
 * :func:`predict_full` -- one forward at native resolution, no flip: the OoD protocol of RPL and
-  the anomaly benchmarks (``rpl-official.md`` §7, §12.12).
+  the anomaly benchmarks (``docs/rpl-official.md`` §7, §12.12).
 * :func:`predict_sliding` -- RPL's Cityscapes mIoU evaluator (``yyliu01/RPL:rpl_corocl.code/
   engine/evaluator.py`` ``SlidingEval``, from TorchSemiSeg; §7): scale 1.0, crop ``c`` = 1024,
   stride ``s = ceil(c * stride_rate)`` with ``stride_rate = 1/3``, horizontal flip. Per image:
@@ -31,23 +31,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from oodbench.errors import UsageError
+
 __all__ = ["AMP_DTYPES", "autocast", "prepare_model", "to_device", "predict_full", "predict_sliding"]
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
 
 def autocast(device: torch.device | str, amp: str | torch.dtype | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for CUDA with ``amp`` in {"bf16", "fp16"} (or a dtype); a no-op otherwise."""
+    """The one autocast rule of inference (``oodbench run`` and :func:`predict_full` use it).
+
+    ``amp`` in {"bf16", "fp16"} (or the dtype): bf16 autocast on CUDA and on CPU (PyTorch's CPU
+    autocast supports bfloat16, which lets CI exercise the mixed-precision path); fp16 only on CUDA
+    (CPU autocast has no float16 matmuls worth using; a warning says it is ignored). ``None``: no-op.
+    """
     if amp is None:
         return contextlib.nullcontext()
     dtype = AMP_DTYPES.get(amp) if isinstance(amp, str) else amp
     if dtype not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
+        raise UsageError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
     device = torch.device(device)
-    if device.type != "cuda":
-        warnings.warn(f"amp={amp!r} ignored on {device.type}: inference runs in float32", RuntimeWarning, stacklevel=3)
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    if device.type == "cuda" or (device.type == "cpu" and dtype == torch.bfloat16):
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    warnings.warn(f"amp={amp!r} ignored on {device.type}: inference runs in float32", RuntimeWarning, stacklevel=3)
+    return contextlib.nullcontext()
 
 
 def prepare_model(model: nn.Module, device: torch.device | str | None = None, channels_last: bool = False) -> nn.Module:
@@ -131,9 +138,9 @@ def predict_sliding(
         reduce: ``"sum"`` (official) or ``"mean"`` over overlapping windows.
     """
     if reduce not in ("sum", "mean"):
-        raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+        raise UsageError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
     if not 0 < stride_rate <= 1:
-        raise ValueError(f"stride_rate must be in (0, 1], got {stride_rate}")
+        raise UsageError(f"stride_rate must be in (0, 1], got {stride_rate}")
     if x.ndim != 4:
         raise ValueError(f"predict_sliding expects [B,3,H,W], got shape {tuple(x.shape)}")
     b = x.shape[0]

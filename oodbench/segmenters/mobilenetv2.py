@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from oodbench.errors import UsageError
+
 __all__ = ["ConvBNReLU6", "InvertedResidual", "VainFMobileNetV2Backbone"]
 
 # t (expansion), c (channels), n (blocks), s (stride) -- MobileNetV2 Table 2
@@ -70,7 +72,7 @@ class VainFMobileNetV2Backbone(nn.Module):
     def __init__(self, output_stride: int = 16) -> None:
         super().__init__()
         if output_stride not in (8, 16):
-            raise ValueError(f"MobileNetV2 backbone: output_stride must be 8 or 16, got {output_stride}")
+            raise UsageError(f"MobileNetV2 backbone: output_stride must be 8 or 16, got {output_stride}")
         features: list[nn.Module] = [ConvBNReLU6(3, 32, stride=2)]
         current_stride, dilation, cin = 2, 1, 32
         for t, c, n, s in _SETTING:

@@ -30,6 +30,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from oodbench.errors import OodbenchError
+
 __all__ = [
     "RECIPE_VERSION",
     "ManifestError",
@@ -45,7 +47,7 @@ RECIPE_VERSION = 2
 _DTYPES = {"float32": torch.float32, "int64": torch.int64}
 
 
-class ManifestError(ValueError):
+class ManifestError(OodbenchError, ValueError):
     """A checkpoint manifest is malformed (the message names the file and the entry)."""
 
 

@@ -25,6 +25,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from oodbench.errors import UsageError
+
 from . import SEGMENTERS
 from .base import PretrainedCfg
 from .vainf import DeepLabHeadV3Plus, VainFDeepLabV3Plus
@@ -46,7 +48,7 @@ class SmallBackbone(nn.Module):
     def __init__(self, output_stride: int = 8) -> None:
         super().__init__()
         if output_stride not in (8, 16):
-            raise ValueError(f"deeplabv3plus_small: output_stride must be 8 or 16, got {output_stride}")
+            raise UsageError(f"deeplabv3plus_small: output_stride must be 8 or 16, got {output_stride}")
         self.stem = _cbr(3, 16, 2)
         self.layer1 = nn.Sequential(_cbr(16, 24, 2), _cbr(24, 24))
         self.layer2 = nn.Sequential(_cbr(24, 48, 2), _cbr(48, 48))
@@ -65,7 +67,7 @@ def deeplabv3plus_small(num_classes: int = 19, output_stride: int = 8,
                         atrous_rates: Sequence[int] = (2, 4, 6)) -> VainFDeepLabV3Plus:
     """Tiny DeepLabV3+ (~0.4 M parameters) for CPU tests and the synthetic benchmark."""
     if len(tuple(atrous_rates)) != 3:
-        raise ValueError(f"deeplabv3plus_small: atrous_rates must have 3 entries, got {atrous_rates}")
+        raise UsageError(f"deeplabv3plus_small: atrous_rates must have 3 entries, got {atrous_rates}")
     head = DeepLabHeadV3Plus(96, 24, num_classes, tuple(atrous_rates), aspp_channels=64, low_out=16)
     cfg = PretrainedCfg(
         name="deeplabv3plus_small",

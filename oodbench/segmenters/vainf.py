@@ -1,7 +1,7 @@
 """VainF DeepLabV3+ (``deeplabv3plus_resnet50/101``, ``deeplabv3plus_mobilenetv2``).
 
 Layout of ``VainF/DeepLabV3Plus-Pytorch@4e1087d:network/_deeplab.py`` (``DeepLabHeadV3Plus``,
-``ASPP``) and ``network/modeling.py``; facts in ``rpl-official.md`` §2.2 and the compat manifests:
+``ASPP``) and ``network/modeling.py``; facts in ``docs/rpl-official.md`` §2.2 and the compat manifests:
 
 * ``backbone``: torchvision-layout ResNet (``conv1/bn1/layer1..4``, no ``fc``; low tap ``layer1``
   256 ch at stride 4, deep tap ``layer4`` 2048 ch) with the last stage(s) dilated instead of
@@ -20,6 +20,8 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from oodbench.errors import UsageError
 
 from . import SEGMENTERS
 from .base import DeepLabV3PlusBase, PretrainedCfg
@@ -44,7 +46,7 @@ def aspp_rates(output_stride: int) -> tuple[int, int, int]:
         return (6, 12, 18)
     if output_stride == 8:
         return (12, 24, 36)
-    raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+    raise UsageError(f"output_stride must be 8 or 16, got {output_stride}")
 
 
 def _conv_bn_relu(cin: int, cout: int, k: int = 1, dilation: int = 1) -> list[nn.Module]:
@@ -141,7 +143,7 @@ class ResNetBackbone(nn.Module):
 
         dilate = {16: [False, False, True], 8: [False, True, True]}.get(output_stride)
         if dilate is None:
-            raise ValueError(f"ResNet backbone: output_stride must be 8 or 16, got {output_stride}")
+            raise UsageError(f"ResNet backbone: output_stride must be 8 or 16, got {output_stride}")
         factory = {50: resnet50, 101: resnet101}[depth]
         net = factory(weights=None, replace_stride_with_dilation=dilate)  # never downloads
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):

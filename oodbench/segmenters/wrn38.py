@@ -1,6 +1,6 @@
 """NVIDIA sdcnet DeepLabV3+ with a WideResNet38 trunk (``deeplabv3plus_wrn38``).
 
-Architecture (``rpl-official.md`` §2.1; reference ``NVIDIA/semantic-segmentation@sdcnet:
+Architecture (``docs/rpl-official.md`` §2.1; reference ``NVIDIA/semantic-segmentation@sdcnet:
 network/deepv3.py`` ``DeepWV3Plus`` and ``network/wider_resnet.py`` ``WiderResNetA2``,
 structure ``[3,3,6,3,1,1]``, ``dilation=True``; mirrored in ``yyliu01/RPL:rpl_corocl.code/model/
 wide_network.py``):
@@ -25,6 +25,8 @@ from typing import Mapping
 
 import torch
 from torch import nn
+
+from oodbench.errors import UsageError
 
 from . import SEGMENTERS
 from .base import DeepLabV3PlusBase, PretrainedCfg
@@ -114,7 +116,7 @@ class NvidiaASPP(nn.Module):
         if output_stride == 8:
             rates = tuple(2 * r for r in rates)
         elif output_stride != 16:
-            raise ValueError(f"NvidiaASPP: output_stride must be 8 or 16, got {output_stride}")
+            raise UsageError(f"NvidiaASPP: output_stride must be 8 or 16, got {output_stride}")
         self.rates = rates
         feats = [nn.Sequential(nn.Conv2d(in_channels, reduction, 1, bias=False), *_bn_relu(reduction))]
         for r in rates:
@@ -207,5 +209,5 @@ def _cfg(num_classes: int) -> PretrainedCfg:
 def deeplabv3plus_wrn38(num_classes: int = 19, output_stride: int = 8) -> DeepWV3Plus:
     """NVIDIA sdcnet DeepLabV3+ WideResNet38 (output stride 8, decoder stride 2)."""
     if output_stride != 8:
-        raise ValueError(f"deeplabv3plus_wrn38: only output_stride=8 exists (got {output_stride})")
+        raise UsageError(f"deeplabv3plus_wrn38: only output_stride=8 exists (got {output_stride})")
     return DeepWV3Plus(num_classes=num_classes)

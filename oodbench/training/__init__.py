@@ -8,7 +8,7 @@ Modules (one job each):
 * :mod:`.distributed` -- torchrun setup (gloo on CPU, NCCL on CUDA), global sums/means,
   autograd-aware gathers; :mod:`.syncbn` -- global-batch BN on CPU (gloo) and CUDA;
 * :mod:`.schedule` -- poly LR; :mod:`.device` -- bf16 autocast / channels-last / pinned memory,
-  CUDA only; :mod:`.checkpoint` -- atomic ``weights_only`` checkpoints; :mod:`.resume` -- a resume
+  CUDA only; :mod:`.checkpointing` -- atomic ``weights_only`` checkpoints; :mod:`.resume` -- a resume
   must continue the same run (configuration, weights that fit, stale temporaries);
 * :mod:`.logs` -- CSV (+ TensorBoard) logs and tqdm; :mod:`.config` -- dataclass configs -> CLI flags;
 * :mod:`.engine` -- the loop (:class:`Trainer`); :mod:`.transforms` -- augmentation primitives;
@@ -19,7 +19,7 @@ RPL+CoroCL training lives with the method: :mod:`oodbench.methods.rpl.train`.
 """
 from __future__ import annotations
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpointing import CheckpointError, load_checkpoint, save_checkpoint
 from .config import EngineConfig
 from .distributed import DistContext, init_distributed
 from .engine import Trainer, TrainResult

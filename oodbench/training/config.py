@@ -1,8 +1,11 @@
 """Training configs as dataclasses, and their command-line flags generated from the fields.
 
 Every field becomes ``--field-name`` with the field's type, default and ``metadata["help"]``;
-booleans get ``--x/--no-x``; ``metadata["choices"]`` restricts values; ``metadata["cli"] = False``
-keeps a field (e.g. a Python callback) off the command line. One definition therefore serves the
+booleans get ``--x/--no-x``; ``metadata["choices"]`` restricts values; ``metadata["parse"]`` is a
+custom argparse type (e.g. :func:`int_or_all`); ``metadata["cli"] = False`` keeps a field (e.g. a
+Python callback) off the command line. With ``suppress_defaults`` an absent flag leaves no
+attribute on the namespace, so a caller can tell the flags given from the defaults (recipes and
+config files fill the rest, :mod:`oodbench.methods.rpl.recipes`). One definition therefore serves the
 Python API (``train_rpl(RPLTrainConfig(...))``), the CLI and the config stored in checkpoints.
 
 **Configuration vs runtime fields.** A field is *configuration* unless its metadata says
@@ -26,7 +29,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EngineConfig", "add_dataclass_arguments", "config_from_namespace", "config_to_dict", "runtime_fields"]
+__all__ = ["EngineConfig", "add_dataclass_arguments", "config_from_namespace", "config_to_dict", "int_or_all",
+           "runtime_fields"]
 
 
 def _h(text: str, **extra: Any) -> dict[str, Any]:
@@ -36,6 +40,19 @@ def _h(text: str, **extra: Any) -> dict[str, Any]:
 def _rt(text: str, **extra: Any) -> dict[str, Any]:
     """Metadata of a runtime field (may differ on resume; see module doc)."""
     return {"help": text, "runtime": True, **extra}
+
+
+def int_or_all(text: Any) -> int | None:
+    """argparse/TOML value of a count where ``all`` (or ``None``) means no limit; else an int >= 0."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == "all"):
+        return None
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 or 'all', got {text!r}") from None
+    if value < 0 or isinstance(text, bool):
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 or 'all', got {text!r}")
+    return value
 
 
 @dataclass
@@ -54,8 +71,16 @@ class EngineConfig:
     )
     ckpt_every: int = field(default=500, metadata=_rt("iterations between checkpoints (iter_N.pth + last.pth)"))
     keep_iter_ckpts: bool = field(default=True, metadata=_rt("write iter_N.pth files, not only last.pth"))
-    max_iter_ckpts: int | None = field(default=5, metadata=_rt("keep only the newest N iter_N.pth files (WRN38 RPL files are ~0.7 GB)"))
+    max_iter_ckpts: int | None = field(default=5, metadata=_rt(
+        "keep only the newest N iter_N.pth files (WRN38 RPL files are ~0.7 GB); 'all' keeps every one",
+        parse=int_or_all))
     val_every: int = field(default=0, metadata=_rt("iterations between validations (0: only at the end)"))
+    val_from_epoch: int = field(default=0, metadata=_rt(
+        "periodic validation only from this epoch on (0-based; the released RPL code: 5); the final one always runs"))
+    select: str = field(default="", metadata=_rt(
+        "checkpoint selection rules, comma-separated SPLIT:METRIC ('*' = every validated split; metrics auprc, "
+        "auroc, fpr95): each keeps best-<split>-<metric>.pth, the checkpoint of the best validation so far, "
+        "which records selected_on=<split> (numbers chosen on that split); '' keeps last.pth only"))
     log_every: int = field(default=1, metadata=_rt("iterations between CSV/TensorBoard rows"))
     seed: int = field(default=666, metadata=_h("seed of every random draw (data order, augmentation, sampling)"))
     resume: str = field(default="auto", metadata=_rt("checkpoint to resume from; 'auto': OUT_DIR/last.pth if it exists; 'no'"))
@@ -84,8 +109,12 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = ()) -> None:
-    """Add one flag per field of dataclass ``cls`` (see module doc)."""
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = (),
+                            suppress_defaults: bool = False) -> None:
+    """Add one flag per field of dataclass ``cls`` (see module doc).
+
+    ``suppress_defaults``: absent flags set nothing (the help still shows the field default).
+    """
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         if f.name in exclude or not f.metadata.get("cli", True):
@@ -99,7 +128,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, exclude:
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         origin = typing.get_origin(tp)
-        if tp is bool:
+        if "parse" in f.metadata:
+            kw["type"] = f.metadata["parse"]
+        elif tp is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif origin in (tuple, list):
             inner = [a for a in typing.get_args(tp) if a is not Ellipsis]
@@ -111,8 +142,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, exclude:
             kw["type"] = Path
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: no CLI mapping for type {tp!r} (set metadata cli=False)")
-        if optional and tp is not bool:
+        if optional and tp is not bool and "parse" not in f.metadata:
             kw["help"] += "; omit for none"
+        if suppress_defaults:
+            kw["default"] = argparse.SUPPRESS
         parser.add_argument(flag, **kw)
 
 

@@ -3,7 +3,7 @@
 * :func:`init_distributed` reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (set by ``torchrun``) and
   initialises NCCL on CUDA or gloo on CPU. ``WORLD_SIZE=1`` (or unset) means one process and no
   process group at all -- the reference entered DDP mode whenever ``WORLD_SIZE`` was set
-  (rpl-official.md §12.16) -- unless ``always_group=True`` asks for a one-rank group anyway, so
+  (docs/rpl-official.md §12.16) -- unless ``always_group=True`` asks for a one-rank group anyway, so
   that one GPU runs the distributed code path (NCCL collectives, SyncBatchNorm, DDP), as
   ``benchmarks/gpu_check.sh`` does.
 * :func:`global_sum` reduces plain numbers/tensors (no gradient), e.g. pixel counts for global
@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
+
+from oodbench.errors import UsageError
 
 __all__ = [
     "DistContext",
@@ -78,7 +80,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+        raise UsageError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
 def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
@@ -90,7 +92,7 @@ def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> to
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+            raise UsageError(f"device {device!r} requested but CUDA is not available")
         if dev.index is None:
             dev = torch.device("cuda", local_rank % torch.cuda.device_count())
     return dev
@@ -113,7 +115,7 @@ def init_distributed(device: str | torch.device | None = "auto", timeout_s: floa
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world}")
+        raise UsageError(f"inconsistent torchrun environment: RANK={rank} WORLD_SIZE={world}")
     dev = resolve_device(device, local_rank)
     if world == 1 and not always_group:
         return DistContext(0, 1, 0, dev, None, None)

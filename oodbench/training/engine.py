@@ -18,7 +18,10 @@ and the global RNGs are re-seeded from ``(seed, rank, t)``; the data of step ``t
 function of ``(seed, epoch, batch)``. A checkpoint written after step ``t`` holds the model,
 optimizer and ``iteration = t + 1``; resuming from it replays exactly the steps an uninterrupted
 run would take. Files: ``iter_<N>.pth`` (optional) and ``last.pth`` (a hard link to the newest,
-both written atomically), ``train.csv``, ``val.csv``, ``config.json`` and TensorBoard events.
+both written atomically), ``best-<split>-<metric>.pth`` per ``--select`` rule (:mod:`.selection`;
+written after a validation that improves it, carrying ``selected_on``), ``train.csv``, ``val.csv``,
+``config.json`` and TensorBoard events. Periodic validation runs every ``val_every`` iterations
+once ``val_from_epoch`` epochs are done, and always after the last step.
 
 Resume contract (:mod:`.resume`): the checkpoint is read *before* ``setup()``; a configuration
 that differs from the stored one is refused before anything is built or written, or, with
@@ -42,12 +45,13 @@ import torch
 
 from oodbench.atomic import atomic_path, atomic_write_json
 
-from .checkpoint import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpointing import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import EngineConfig, config_to_dict
 from .distributed import DistContext, barrier, init_distributed
 from .logs import CSVLogger, TensorBoardLogger, progress
 from .resume import ResumeError, check_state_dict, describe_ignored, reconcile_config, remove_stale_temporaries
 from .seeding import derive_seed, seed_everything, set_deterministic
+from .selection import BestTracker, best_filename, parse_rules
 
 __all__ = ["Trainer", "TrainResult"]
 
@@ -83,6 +87,7 @@ class Trainer:
         self.schedule: Any = None
         self._resume_from: Path | None = None
         self._resume_holds: str | None = None
+        self.selection = BestTracker(parse_rules(getattr(cfg, "select", "")))
         if cfg.deterministic:
             set_deterministic(True)
         seed_everything(cfg.seed, self.ctx.rank)
@@ -117,18 +122,40 @@ class Trainer:
     def checkpoint_path(self, iteration: int) -> Path:
         return self.out_dir / f"iter_{iteration:06d}.pth"
 
+    def _full_payload(self) -> dict[str, Any]:
+        payload = self.payload()
+        payload.update(
+            iteration=self.iteration,
+            epoch=self.iteration // max(self.iters_per_epoch, 1),
+            config=config_to_dict(self.cfg),
+            rng=rng_state(),
+            world_size=self.ctx.world_size,
+            selection_best=self.selection.state_dict(),
+        )
+        return payload
+
+    def save_best(self, val: dict[str, float]) -> list[Path]:
+        """Write ``best-<split>-<metric>.pth`` for every rule this validation improves.
+
+        Called where validation results exist (rank 0); no barrier, the other ranks have none.
+        """
+        written: list[Path] = []
+        if self.ctx.is_main and self.selection.rules:
+            won = self.selection.improved(val, self.iteration)
+            if won:
+                payload = self._full_payload()
+                for split, metric, value in won:
+                    path = self.out_dir / best_filename(split, metric)
+                    save_checkpoint({**payload, "selected_on": split, "selection": {
+                        "split": split, "metric": metric, "value": value, "iteration": self.iteration}}, path)
+                    written.append(path)
+        return written
+
     def save(self) -> Path:
         """Write ``iter_<N>.pth`` (if kept) and ``last.pth`` on rank 0; all ranks wait for it."""
         last = self.out_dir / "last.pth"
         if self.ctx.is_main:
-            payload = self.payload()
-            payload.update(
-                iteration=self.iteration,
-                epoch=self.iteration // max(self.iters_per_epoch, 1),
-                config=config_to_dict(self.cfg),
-                rng=rng_state(),
-                world_size=self.ctx.world_size,
-            )
+            payload = self._full_payload()
             if self.cfg.keep_iter_ckpts:
                 path = save_checkpoint(payload, self.checkpoint_path(self.iteration))
                 with atomic_path(last) as tmp:  # a hard link: no second write of a large file
@@ -193,9 +220,16 @@ class Trainer:
             return None
         self.load_payload(payload)
         self.iteration = int(payload["iteration"])
+        self.selection.load_state_dict(payload.get("selection_best"))
         if self.ctx.world_size == 1 and "rng" in payload:
             set_rng_state(payload["rng"])
         return self.iteration
+
+    def _validation_due(self) -> bool:
+        """Periodic validation after this step: every ``val_every`` from epoch ``val_from_epoch`` on."""
+        every = self.cfg.val_every
+        started = self.iteration > getattr(self.cfg, "val_from_epoch", 0) * self.iters_per_epoch
+        return bool(every) and self.iteration % every == 0 and started
 
     def _seed_step(self, t: int) -> None:
         s = derive_seed(self.cfg.seed, self.ctx.rank, t, "step")
@@ -251,12 +285,13 @@ class Trainer:
                     if "total" in logs:
                         bar.set_postfix(loss=f"{logs['total']:.4f}")
                     done = self.iteration >= total
-                    if (self.cfg.val_every and self.iteration % self.cfg.val_every == 0) or done:
+                    if self._validation_due() or done:
                         val = self.validate(self.iteration)
                         if val:
                             last_val = {"iteration": self.iteration, **val}
                             val_log.log(last_val)
                             tb.log(self.iteration, val, prefix="val/")
+                            self.save_best(val)
                     if self.iteration % self.cfg.ckpt_every == 0 or done:
                         csv_log.flush()
                         last_ckpt = self.save()

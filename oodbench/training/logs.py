@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from oodbench.atomic import atomic_write_text
+from oodbench.errors import UsageError
 
 __all__ = ["CSVLogger", "TensorBoardLogger", "progress", "read_csv_log"]
 
@@ -51,7 +52,7 @@ class CSVLogger:
                 try:
                     it = int(float(row.get("iteration", "")))
                 except ValueError:
-                    raise ValueError(f"{self.path}: row without a numeric 'iteration': {row}") from None
+                    raise UsageError(f"{self.path}: row without a numeric 'iteration': {row}") from None
                 if it <= resume_iteration:
                     self._add({k: v for k, v in row.items() if v != ""})
 

@@ -19,7 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
-from .checkpoint import CheckpointError
+from .checkpointing import CheckpointError
 from .config import _unwrap_optional, config_to_dict, runtime_fields
 
 __all__ = ["Difference", "ResumeError", "check_state_dict", "config_differences", "describe_ignored",

@@ -20,6 +20,8 @@ from typing import Iterator
 
 import torch
 
+from oodbench.errors import UsageError
+
 from .seeding import torch_generator
 
 __all__ = ["EpochBatchSampler", "epoch_order", "epoch_loader"]
@@ -47,9 +49,9 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         start_batch: int = 0,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         if n < batch_size * world_size:
-            raise ValueError(
+            raise UsageError(
                 f"dataset of {n} samples is smaller than one global batch ({batch_size} x {world_size} ranks)"
             )
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch

@@ -9,12 +9,14 @@ after each iteration" for the next one.
 
 Reference: ``yyliu01/RPL:rpl_corocl.code/engine/lr_policy.py`` (``WarmUpPolyLR``, no warm-up, LR
 clipped to [1e-8, base]) applied after ``optimizer.step()`` with the index of the step just done,
-so steps 0 and 1 both run at the base LR (an off-by-one, rpl-official.md §6).
+so steps 0 and 1 both run at the base LR (an off-by-one, docs/rpl-official.md §6).
 ``off_by_one=True`` reproduces that; the default uses ``lr(t)`` for step ``t``.
 """
 from __future__ import annotations
 
 import torch
+
+from oodbench.errors import UsageError
 
 __all__ = ["poly_lr", "PolySchedule"]
 
@@ -22,7 +24,7 @@ __all__ = ["poly_lr", "PolySchedule"]
 def poly_lr(base_lr: float, t: int, total: int, power: float = 0.9, min_lr: float = 0.0) -> float:
     """The poly LR for step ``t`` of ``total`` (see module doc)."""
     if total <= 0:
-        raise ValueError(f"total iterations must be positive, got {total}")
+        raise UsageError(f"total iterations must be positive, got {total}")
     if not 0 <= t <= total:
         raise ValueError(f"iteration {t} outside [0, {total}]")
     return max(base_lr * (1.0 - t / total) ** power, min_lr)

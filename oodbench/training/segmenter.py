@@ -31,6 +31,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from oodbench.errors import UsageError
+
 from .config import EngineConfig, add_dataclass_arguments, config_from_namespace
 from .device import autocast, maybe_channels_last
 from .distributed import DistContext, cleanup_distributed, global_mean_parts, global_sum, unwrap, wrap_ddp
@@ -93,7 +95,7 @@ class SegmentationTrainSet(torch.utils.data.Dataset):
     def __init__(self, base: Any, crop_size: Sequence[int], scale_range: tuple[float, float] = (0.5, 2.0),
                  flip_prob: float = 0.5, seed: int = 0) -> None:
         if not 0 < scale_range[0] <= scale_range[1]:
-            raise ValueError(f"scale range must satisfy 0 < min <= max, got {scale_range}")
+            raise UsageError(f"scale range must satisfy 0 < min <= max, got {scale_range}")
         self.base, self.crop = base, (int(crop_size[0]), int(crop_size[1]))
         self.scale_range, self.flip_prob, self.seed = scale_range, flip_prob, seed
 
@@ -132,7 +134,7 @@ class SegmenterTrainer(Trainer):
         cfg, ctx = self.cfg, self.ctx
         if self._train_data is None:
             if cfg.data_root is None:
-                raise ValueError("train-segmenter: pass --data-root (a Cityscapes-format folder)")
+                raise UsageError("train-segmenter: pass --data-root (a Cityscapes-format folder)")
             self._train_data = open_cityscapes(cfg.data_root, cfg.train_split)
             if cfg.val_split and cfg.val_split.lower() != "none":
                 self._val_data = open_cityscapes(cfg.data_root, cfg.val_split)
@@ -149,12 +151,12 @@ class SegmenterTrainer(Trainer):
         elif cfg.optimizer == "adamw":
             self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         else:
-            raise ValueError(f"unknown optimizer {cfg.optimizer!r} (sgd, adamw)")
+            raise UsageError(f"unknown optimizer {cfg.optimizer!r} (sgd, adamw)")
         self.train_set = SegmentationTrainSet(self._train_data, cfg.crop_size, (cfg.scale_min, cfg.scale_max),
                                               cfg.flip_prob, cfg.seed)
         self.iters_per_epoch = EpochBatchSampler.batches_per_epoch(len(self.train_set), cfg.batch_size, ctx.world_size)
         if self.iters_per_epoch < 1:
-            raise ValueError(f"{len(self.train_set)} training images < one global batch of "
+            raise UsageError(f"{len(self.train_set)} training images < one global batch of "
                              f"{cfg.batch_size} x {ctx.world_size}")
         self.schedule = PolySchedule(self.optimizer, self.total_iters, cfg.poly_power)
 

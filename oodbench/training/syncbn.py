@@ -1,8 +1,8 @@
 r"""Batch normalisation with statistics over the global batch of all ranks, on any backend.
 
-``torch.nn.SyncBatchNorm`` only runs on CUDA (env.md §6: "SyncBatchNorm layers only work with GPU
-modules"). :class:`DistBatchNorm2d` is a small gloo-compatible equivalent for CPU runs: in training
-mode it computes
+``torch.nn.SyncBatchNorm`` refuses CPU tensors in training mode (``SyncBatchNorm.forward`` in
+``torch/nn/modules/batchnorm.py`` raises ``ValueError``). :class:`DistBatchNorm2d` is a small
+gloo-compatible equivalent for CPU runs: in training mode it computes
 
 .. math::
     \mu = \frac{\sum_{r} \sum_{i \in r} x_i}{N},\qquad
@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from oodbench.errors import UsageError
+
 from .distributed import DistContext, all_reduce_with_grad, global_sum
 
 __all__ = ["DistBatchNorm2d", "convert_batchnorm"]
@@ -34,7 +36,7 @@ class DistBatchNorm2d(nn.BatchNorm2d):
         super().__init__(num_features, **kwargs)
         self.ctx = ctx
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.ctx.distributed):
             return super().forward(x)
         if x.dim() != 4:
@@ -42,7 +44,7 @@ class DistBatchNorm2d(nn.BatchNorm2d):
         local_n = x.shape[0] * x.shape[2] * x.shape[3]
         n = float(global_sum(torch.tensor(local_n, dtype=torch.int64), self.ctx))
         if n <= 1:
-            raise ValueError(f"DistBatchNorm2d: need more than 1 value per channel over all ranks, got {n:g}")
+            raise UsageError(f"DistBatchNorm2d: need more than 1 value per channel over all ranks, got {n:g}")
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in >= fp32
         mean = all_reduce_with_grad(xf.sum(dim=(0, 2, 3)), self.ctx) / n
         centred = xf - mean[None, :, None, None]

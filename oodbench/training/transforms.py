@@ -2,7 +2,7 @@
 
 Images enter as RGB ``uint8 [H,W,3]`` and are normalised first (:func:`normalize`), so every later
 step works on float ``[3,H,W]`` tensors and pads with 0, i.e. with the normalisation mean colour
-(the reference's normalise-before-pad order, rpl-official.md §5.4). Labels are ``int64 [H,W]``;
+(the reference's normalise-before-pad order, docs/rpl-official.md §5.4). Labels are ``int64 [H,W]``;
 padding is 255 (ignore). Randomness always comes from an explicit ``numpy.random.Generator``.
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from oodbench.errors import UsageError
 
 from ..segmenters.base import IMAGENET_MEAN, IMAGENET_STD
 
@@ -52,7 +54,7 @@ def resize(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> t
     if (h, w) == tuple(image.shape[-2:]):
         return image, label
     if h < 1 or w < 1:
-        raise ValueError(f"resize to {size}: sizes must be >= 1")
+        raise UsageError(f"resize to {size}: sizes must be >= 1")
     img = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)[0]
     lab = F.interpolate(label[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
     return img, lab
@@ -75,7 +77,7 @@ def random_crop(
     """A uniformly placed ``size`` crop; pads centred first when the input is smaller.
 
     ``inclusive_bound=True`` reproduces the reference's off-by-one: offsets up to ``H - h + 1``
-    inclusive, so the crop can come out 1 px short and is padded back (rpl-official.md §5.3).
+    inclusive, so the crop can come out 1 px short and is padded back (docs/rpl-official.md §5.3).
     """
     h, w = int(size[0]), int(size[1])
     H, W = image.shape[-2:]

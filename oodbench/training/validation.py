@@ -21,6 +21,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from oodbench.errors import UsageError
+
 from .transforms import normalize
 
 __all__ = ["make_anomaly_validator"]
@@ -49,7 +51,7 @@ def make_anomaly_validator(
     else:
         names = list(splits)
     if not names:
-        raise ValueError(f"validation: no labelled anomaly split found under {data_root}")
+        raise UsageError(f"validation: no labelled anomaly split found under {data_root}")
     if score_fn is None:
         from oodbench.methods.rpl.method import blur_score, energy_score
 

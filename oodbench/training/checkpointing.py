@@ -1,5 +1,8 @@
 """Atomic training checkpoints that load with ``torch.load(..., weights_only=True)``.
 
+(Named ``checkpointing``: full training state for resuming; model weights alone are read by
+:mod:`oodbench.segmenters.weights`.)
+
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts -- the types the safe
 unpickler accepts -- written through :func:`oodbench.atomic.atomic_path` (``torch.save`` to a
 temporary file in the same folder, fsync, rename), so a kill during the write leaves the previous
@@ -19,16 +22,9 @@ import numpy as np
 import torch
 
 from oodbench.atomic import atomic_path
+from oodbench.errors import CheckpointError
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "find_resume"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable or not in the expected layout (the message names it).
-
-    A ``ValueError``: it is the user's file or flag that is wrong, so ``oodbench`` prints it as one
-    line and exits with status 2.
-    """
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:

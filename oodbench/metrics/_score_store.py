@@ -1,5 +1,7 @@
 """Exact, mergeable storage of scored pixels split by label, and its curve summary.
 
+(Named ``_score_store`` so it is not confused with :mod:`oodbench.store`, the on-disk prediction store.)
+
 * float16 scores: one histogram over the 65,536 float16 bit patterns per class (exact, constant
   memory; what SMIYC stores).  Built chunk-wise with preallocated buffers: key =
   ``label_plane * 65536 + bits`` and one ``np.bincount`` per chunk; the same pass validates the

@@ -1,7 +1,10 @@
 """Loading and saving RPL checkpoints (official ``rev3.pth``/``res.pth`` layout, and ours).
 
+(Named ``weights`` like :mod:`oodbench.segmenters.weights`, whose safe reader it uses; resumable
+training state is :mod:`oodbench.training.checkpointing`.)
+
 Two kinds of file are accepted (both through the safe reader of
-:mod:`oodbench.segmenters.checkpoint`: ``torch.load(weights_only=True)`` or safetensors):
+:mod:`oodbench.segmenters.weights`: ``torch.load(weights_only=True)`` or safetensors):
 
 * an **RPL checkpoint**: ``{'model': state_dict}`` with ``branch1.``-prefixed keys including
   ``branch1.residual_block.*`` (what the official engine saves, ``engine.py`` ``save_checkpoint``;
@@ -20,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from oodbench.segmenters.checkpoint import (
+from oodbench.segmenters.weights import (
     CheckpointError,
     LoadReport,
     extract_state_dict,
@@ -36,6 +39,9 @@ __all__ = [
     "read_rpl_state",
     "is_rpl_state",
     "has_projector",
+    "projector_spec",
+    "TRAINING_FIELDS",
+    "read_rpl_file",
     "describe_missing_rpl",
     "load_rpl_state",
     "load_rpl_checkpoint",
@@ -45,14 +51,37 @@ __all__ = [
 RESIDUAL_PREFIX = "branch1.residual_block."
 
 
+#: training-config fields an ``oodbench train`` checkpoint records that the ``rpl`` method copies
+#: into its hparams (so every result record names the recipe and the ablation it comes from)
+TRAINING_FIELDS = ("recipe", "epochs", "reference_quirks", "amp", "corocl_weight", "anchors", "contrast",
+                   "projector", "embed_dim", "extra_data")
+
+
+def read_rpl_file(path: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], LoadReport, dict[str, Any]]:
+    """:func:`read_rpl_state` plus the file's metadata: ``selected_on`` / ``selection`` (a
+    ``best-*.pth`` of :mod:`oodbench.training.selection`), ``iteration`` and the training ``config``
+    fields of :data:`TRAINING_FIELDS` (absent from official and hand-made files)."""
+    if isinstance(path, Mapping):
+        obj: Any = path
+        sd, report = extract_state_dict(path, f"<in-memory {type(path).__name__}>")
+    else:
+        obj, sha = read_checkpoint(path)
+        sd, report = extract_state_dict(obj, str(path))
+        report.sha256 = sha
+    meta: dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        for key in ("selected_on", "selection", "iteration"):
+            if key in obj:
+                meta[key] = obj[key]
+        config = obj.get("config")
+        if isinstance(config, Mapping):
+            meta["train"] = {k: config[k] for k in TRAINING_FIELDS if k in config}
+    return sd, report, meta
+
+
 def read_rpl_state(path: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """Read (safely), unwrap and clean a checkpoint; returns the state dict and a report with the sha256."""
-    if isinstance(path, Mapping):
-        sd, report = extract_state_dict(path, f"<in-memory {type(path).__name__}>")
-        return sd, report
-    obj, sha = read_checkpoint(path)
-    sd, report = extract_state_dict(obj, str(path))
-    report.sha256 = sha
+    sd, report, _meta = read_rpl_file(path)
     return sd, report
 
 
@@ -64,6 +93,20 @@ def is_rpl_state(state_dict: Mapping[str, torch.Tensor]) -> bool:
 def has_projector(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """True when the CoroCL projector (``residual_block.proj_head``) is present (``rev3.pth``)."""
     return any(k.startswith(RESIDUAL_PREFIX + "proj_head.") for k in state_dict)
+
+
+def projector_spec(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, int] | None:
+    """``(kind, R)`` of the CoroCL projector stored in ``state_dict`` (``None``: no projector).
+
+    The kind follows from the keys (:class:`~.model.ProjectionHead`): ``proj.3`` -> ``mlp-bn``,
+    ``proj.2`` -> ``mlp``, else ``linear``; R is the last conv's output channels.
+    """
+    prefix = RESIDUAL_PREFIX + "proj_head.proj."
+    layers = {k[len(prefix):].split(".", 1)[0] for k in state_dict if k.startswith(prefix)}
+    if not layers:
+        return None
+    kind, last = ("mlp-bn", "3") if "3" in layers else ("mlp", "2") if "2" in layers else ("linear", "0")
+    return kind, int(state_dict[f"{prefix}{last}.weight"].shape[0])
 
 
 def describe_missing_rpl(state_dict: Mapping[str, torch.Tensor], source: str) -> str | None:

@@ -1,4 +1,7 @@
-"""Fishyscapes test-set submission: the container contract (``benchmarks.md`` §4.2).
+"""Fishyscapes test-set submission: the container contract (``docs/benchmarks.md`` §4.2).
+
+(Named ``fishyscapes_submission`` so it is not confused with the dataset adapter
+:mod:`oodbench.datasets.fishyscapes`.)
 
 The organisers run an Apptainer image as ``singularity run --nv --bind {tmp}:/output,{rgb}:/input
 image.simg``; its ``%runscript`` must read every ``/input/DDDD_*.png`` and write
@@ -21,6 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from oodbench.errors import OodbenchError
+
 from .atomic import atomic_path, atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -36,7 +41,7 @@ INPUT_PATTERN = re.compile(r"^(\d{4})_.*\.png$")
 EXPECTED_SHAPE = (1024, 2048)
 
 
-class ContainerContractError(ValueError):
+class ContainerContractError(OodbenchError, ValueError):
     """Inputs or outputs violate the Fishyscapes container contract."""
 
 

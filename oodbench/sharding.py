@@ -1,5 +1,8 @@
 """Sharded evaluation with ``torch.distributed`` (launched by ``torchrun``).
 
+(Named ``sharding`` so it is not confused with the process-group helpers of
+:mod:`oodbench.training.distributed`, which it builds on.)
+
 ``torchrun --nproc_per_node N -m oodbench run ...`` starts N copies of the CLI. Each process
 predicts a contiguous shard of every split's frames into the shared prediction store, waits at a
 barrier, accumulates metric states over its shard, and the states are all-gathered and merged in

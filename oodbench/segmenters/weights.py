@@ -1,5 +1,8 @@
 """Safe, strict checkpoint loading for segmenters and RPL (and saving in the same layouts).
 
+(Named ``weights``: it reads and writes released model weights; training checkpoints with optimizer
+and RNG state are :mod:`oodbench.training.checkpointing`.)
+
 Reading (:func:`read_checkpoint`):
 
 * ``*.safetensors`` through :func:`safetensors.torch.load_file`;
@@ -32,6 +35,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from oodbench.errors import CheckpointError
+
 __all__ = [
     "CheckpointError",
     "LoadReport",
@@ -48,10 +53,6 @@ __all__ = [
 #: Wrapper keys unwrapped in this order (RPL's ``load_model``); each is optional.
 WRAPPER_KEYS = ("model", "model_state", "state_dict")
 _SHOW = 20
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read or does not fit the model (the message names the file)."""
 
 
 @dataclass

@@ -9,11 +9,13 @@ if __name__ != "oodbench.methods":  # pragma: no cover - guard against the shado
         "never as top-level 'methods'"
     )
 
-from .base import METHODS, Method, PostHocMethod, UntrainedMethodError, build, register_method
+from .base import (METHODS, FitBatch, Method, PostHocMethod, SegmenterMethod, UntrainedMethodError,
+                   build, register_method)
 from .postprocess import POSTPROCESSES, GroundFocus, apply_postprocess
 
-__all__ = ["METHODS", "POSTPROCESSES", "GroundFocus", "Method", "PostHocMethod", "UntrainedMethodError",
-           "apply_postprocess", "build", "register_method"]
+__all__ = ["METHODS", "POSTPROCESSES", "FitBatch", "GroundFocus", "Method", "PostHocMethod", "SegmenterMethod",
+           "UntrainedMethodError", "apply_postprocess", "build", "register_method"]
 
 from . import posthoc  # noqa: F401  (registers msp, energy, maxlogit, entropy)
 from . import rpl  # noqa: F401  (registers rpl)
+from . import sml, mahalanobis  # noqa: F401  (register the fitted baselines sml, mahalanobis)

@@ -96,8 +96,9 @@ class GroundFocus(Method):
     Args:
         inner: any method (its ``predict`` must return Cityscapes-19 closed-set logits).
 
-    Everything else -- ``model`` (for the runner's normaliser), ``semantic_label_space``, the
-    checkpoint sha256, ``fit``, ``to`` -- passes through to ``inner``; ``hparams()`` adds
+    Everything else -- the declared contract (``pretrained_cfg``, ``preprocessing``,
+    ``semantic_label_space``, ``untrained_reason``), the checkpoint and fitted-state sha256, ``fit``,
+    the fitted state, ``to`` -- passes through to ``inner``; ``hparams()`` adds
     ``{"postprocess": "ground-focus"}``.
     """
 
@@ -123,6 +124,47 @@ class GroundFocus(Method):
     @property
     def checkpoint_sha256(self) -> str | None:
         return self.inner.checkpoint_sha256
+
+    @property
+    def pretrained_cfg(self):  # type: ignore[override]
+        return self.inner.pretrained_cfg
+
+    @property
+    def fitted_state_sha256(self) -> str | None:  # type: ignore[override]
+        return self.inner.fitted_state_sha256
+
+    @property
+    def selected_on(self) -> str | None:  # type: ignore[override]
+        return self.inner.selected_on
+
+    @property
+    def registry_name(self) -> str | None:  # type: ignore[override]
+        return self.inner.registry_name
+
+    @registry_name.setter
+    def registry_name(self, value: str | None) -> None:
+        self.inner.registry_name = value
+
+    @fitted_state_sha256.setter
+    def fitted_state_sha256(self, value: str | None) -> None:
+        self.inner.fitted_state_sha256 = value
+
+    @property
+    def semantic_label_space(self) -> str | None:
+        return self.inner.semantic_label_space
+
+    def preprocessing(self):
+        return self.inner.preprocessing()
+
+    def untrained_reason(self) -> str | None:
+        return self.inner.untrained_reason()
+
+    def state_dict_fitted(self) -> dict[str, torch.Tensor]:
+        return self.inner.state_dict_fitted()
+
+    def load_fitted(self, state: dict[str, torch.Tensor]) -> "GroundFocus":
+        self.inner.load_fitted(state)
+        return self
 
     def hparams(self) -> dict[str, Any]:
         hp = dict(self.inner.hparams())

@@ -33,7 +33,15 @@ _EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("oodbench.methods.rpl.train", "add_train_parser"),
     ("oodbench.demo", "add_demo_parser"),
     ("oodbench.fishyscapes_submission", "add_fishyscapes_export_parser"),
+    ("oodbench.fitting", "add_fit_parser"),
 )
+
+#: environment variables oodbench reads (listed in ``oodbench --help``)
+ENVIRONMENT = {
+    "OODBENCH_DATA": "default --data-root",
+    "OODBENCH_DISABLE_PLUGIN_AUTOLOAD": "1 = do not load method/dataset plugins from entry points "
+                                        "(reproducible leaderboard runs)",
+}
 
 
 class CLIError(OodbenchError):
@@ -54,6 +62,78 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[k.strip()] = v
     return out
+
+
+def parse_method_params(method: str, items: Sequence[str] | None) -> dict[str, Any]:
+    """``--param`` values for ``method``, refused (naming the parameters it takes) when it has no such one."""
+    from oodbench.methods import METHODS
+
+    params = _parse_params(items)
+    if params:
+        accepted = METHODS.get(method).obj.accepted_params()
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise CLIError(f"--param {unknown[0]}: method {method!r} takes no parameter {unknown[0]!r}; "
+                           f"its parameters: {', '.join(accepted) or '(none)'}")
+    return params
+
+
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` torch cannot parse or that this machine lacks (one line, before any work)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise CLIError(f"--device {device}: not a device ({str(exc).splitlines()[0]})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {device}: no CUDA device available here (torch.cuda.is_available() is "
+                           "False); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+
+
+def want_progress(args: argparse.Namespace) -> bool:
+    """Progress bars only when stderr is a terminal, unless ``--progress`` forces them; never with ``-q``."""
+    if getattr(args, "quiet", False):
+        return False
+    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
+
+
+def write_json_records(target: str, records: list[dict[str, Any]]) -> None:
+    """``--json PATH|-``: always a JSON list of records (``-`` = stdout)."""
+    if target == "-":
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+        sys.stdout.flush()
+    else:
+        from oodbench.atomic import atomic_write_json
+
+        atomic_write_json(target, records)
+
+
+def _build_method(name: str, kwargs: dict[str, Any]):
+    """The method, or one line naming what its constructor refused (never a traceback)."""
+    from oodbench.methods import build
+    from oodbench.registry import RegistryError
+
+    try:
+        return build(name, **kwargs)
+    except RegistryError:
+        raise
+    except Exception as exc:  # a plugin constructor or a checkpoint that does not fit
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CLIError(f"--method {name}: could not build it: {type(exc).__name__}: {first}") from None
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+")
+
+
+def run_name(text: str) -> str:
+    """argparse type of ``--name``: a file-name-safe run name without ``__`` (the record file separator)."""
+    if not text or not set(text) <= _NAME_CHARS or "__" in text or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits and . - _ + (no '__', no leading '.')")
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -89,7 +169,7 @@ def _print_results_table(results) -> None:
 #: the methods oodbench registers itself (``tests/test_cli_no_torch.py`` checks this against
 #: ``METHODS``): lets ``evaluate`` name the provenance of predictions without a run manifest
 #: without importing the method registry, which imports torch.
-_BUILTIN_METHODS = frozenset({"energy", "entropy", "maxlogit", "msp", "rpl"})
+_BUILTIN_METHODS = frozenset({"energy", "entropy", "mahalanobis", "maxlogit", "msp", "rpl", "sml"})
 
 
 def _method_provenance(name: str) -> dict[str, Any]:
@@ -111,19 +191,24 @@ def _method_provenance(name: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # commands
 def cmd_list(args: argparse.Namespace) -> int:
+    records: list[dict[str, Any]] = []
+    lines: list[str] = []
     if args.what == "methods":
         from oodbench.methods import METHODS
 
         for name in METHODS.names():
             e = METHODS.get(name)
-            paper = getattr(e.obj, "paper", "")
-            print(f"{name:12s} {e.distribution} {e.version}  {paper}")
+            paper = e.obj.paper
+            records.append({"name": name, "distribution": e.distribution, "version": e.version, "paper": paper,
+                            "requires_fit": bool(e.obj.requires_fit)})
+            lines.append(f"{name:12s} {e.distribution} {e.version}  {paper}")
     elif args.what == "segmenters":
         from oodbench.segmenters import SEGMENTERS
 
         for name in SEGMENTERS.names():
             doc = (SEGMENTERS.get(name).obj.__doc__ or "").strip().splitlines()
-            print(f"{name:28s} {doc[0] if doc else ''}")
+            records.append({"name": name, "description": doc[0] if doc else ""})
+            lines.append(f"{name:28s} {doc[0] if doc else ''}")
     else:
         from oodbench import datasets as D
 
@@ -134,12 +219,19 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"(data root: {exc})", file=sys.stderr)
         for name in D.DATASETS.names():
             cls = D.DATASETS.get(name).obj
-            status = ""
-            if root is not None:
-                reason = cls.detect(root)
-                status = "found" if reason is None else f"missing: {reason}"
+            reason = cls.detect(root) if root is not None else None
+            status = "" if root is None else "found" if reason is None else f"missing: {reason}"
             hidden = "" if cls.labels_public else " [labels hidden]"
-            print(f"{name:24s} {cls.benchmark:28s} protocol={cls.protocol:13s}{hidden} {status}")
+            records.append({"name": name, "benchmark": cls.benchmark, "protocol": cls.protocol,
+                            "labels_public": bool(cls.labels_public),
+                            "found": None if root is None else reason is None,
+                            "missing": None if root is None or reason is None else reason})
+            lines.append(f"{name:24s} {cls.benchmark:28s} protocol={cls.protocol:13s}{hidden} {status}")
+    if args.json:
+        write_json_records(args.json, records)
+    if args.json != "-":
+        for line in lines:
+            print(line)
     return 0
 
 
@@ -147,26 +239,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     from oodbench.intervals import spec_from_args
     from oodbench.runner import RunConfig, run_method
 
+    check_device(args.device)
     splits = _resolve_splits(args, args.dataset)
-    kwargs = _parse_params(args.param)
+    kwargs = parse_method_params(args.method, args.param)
     if args.checkpoint:
+        if not Path(args.checkpoint).is_file():
+            raise CLIError(f"--checkpoint {args.checkpoint}: no such file")
         kwargs["checkpoint"] = args.checkpoint
     if args.segmenter:
         kwargs["segmenter"] = args.segmenter
     cfg = RunConfig(
         out=Path(args.out), results_dir=Path(args.results), device=args.device,
         batch_size=args.batch_size, num_workers=args.num_workers, overwrite=args.overwrite,
-        amp=args.amp, progress=not args.quiet, protocol=args.protocol, fpr_rule=args.fpr_rule,
-        allow_untrained=args.allow_untrained, adopt_store=args.adopt_store,
+        amp=args.amp, progress=want_progress(args), protocol=args.protocol, fpr_rule=args.fpr_rule,
+        allow_untrained=args.allow_untrained, adopt_store=args.adopt_store, name=args.name,
+        state=Path(args.state) if args.state else None,
         bootstrap=spec_from_args(args),
     )
-    method = None
+    method = _build_method(args.method, kwargs)
     if args.postprocess not in (None, "none"):
-        from oodbench.methods import apply_postprocess, build
+        from oodbench.methods import apply_postprocess
 
-        method = apply_postprocess(build(args.method, **kwargs), args.postprocess)
+        method = apply_postprocess(method, args.postprocess)
     results = run_method(args.method, splits, cfg, method_kwargs=kwargs, method=method)
-    _print_results_table(results)
+    if args.json:
+        write_json_records(args.json, [r.to_dict() for r in results])
+    if args.json != "-":
+        _print_results_table(results)
     print(f"result records: {cfg.results_dir}", file=sys.stderr)
     return 0
 
@@ -186,37 +285,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for split in splits:
             build_protocol(args.protocol or split.protocol, fpr_rule=args.fpr_rule)
     store = PredictionStore(args.predictions, args.method)
-    records, results = [], []
+    results = []
     for split in splits:
         manifest = store.read_run_manifest(split.key) or {}
         ev = evaluate_split(split, store, args.protocol,
                             semantic_label_space=manifest.get("semantic_label_space"),
-                            progress=not args.quiet, fpr_rule=args.fpr_rule, bootstrap=bootstrap)
-        plugin = manifest.get("plugin") or _method_provenance(args.method)
+                            progress=want_progress(args), fpr_rule=args.fpr_rule, bootstrap=bootstrap)
+        method = manifest.get("method") or args.method  # --method names the store folder (a run name)
+        plugin = manifest.get("plugin") or _method_provenance(method)
         result = Result.from_evaluation(
-            ev, split, method=args.method, hparams=manifest.get("hparams", {}),
+            ev, split, method=method, hparams=manifest.get("hparams", {}),
             checkpoint_sha256=manifest.get("checkpoint_sha256"), plugin=plugin,
             untrained=bool(manifest.get("untrained", False)), predictions=args.predictions,
             training_seed=manifest.get("training_seed"),
+            name=args.method, fitted_state_sha256=manifest.get("fitted_state_sha256"),
         )
         results.append(result)
-        records.append({"dataset": split.name, "method": args.method, "protocol": ev.protocol,
-                        "protocol_version": ev.protocol_version, "fpr_rule": ev.fpr_rule, "metrics": ev.metrics})
-        if ev.bootstrap is not None:
-            records[-1].update(ci=ev.ci, bootstrap=ev.bootstrap)
         if args.results:
             save_result(result, args.results)
     if args.json:
-        from oodbench.atomic import atomic_write_json
-
-        atomic_write_json(args.json, records[0] if len(records) == 1 else records)
-    _print_results_table(results)
+        write_json_records(args.json, [r.to_dict() for r in results])
+    if args.json != "-":
+        _print_results_table(results)
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from oodbench import leaderboard as L
 
+    if not Path(args.results).is_dir():
+        raise CLIError(f"--results {args.results}: no such folder" if not Path(args.results).exists()
+                       else f"--results {args.results}: not a folder")
     df = L.load(args.results)
     if getattr(args, "with_published", False):
         from oodbench.published import merge_published
@@ -238,7 +337,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     names = args.dataset or list(SMIYC_SUBMISSION_SPLITS)
     splits = _resolve_splits(args, names, labelled_only=False)
-    counts = build_smiyc_submission(args.predictions, args.method, args.out, splits, progress=not args.quiet)
+    counts = build_smiyc_submission(args.predictions, args.method, args.out, splits, progress=want_progress(args))
     for key, n in counts.items():
         print(f"{key}: {n} frames")
     print(f"wrote {args.out}")
@@ -253,6 +352,8 @@ def _add_common_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=["official", "preprocessed"], default=None,
                    help="for datasets present in both layouts under the data root")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--progress", action="store_true",
+                   help="progress bars even when stderr is not a terminal (default: only on a terminal)")
 
 
 def _add_fpr_rule(p: argparse.ArgumentParser) -> None:
@@ -269,7 +370,10 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     from oodbench.intervals import add_bootstrap_arguments
 
     parser = argparse.ArgumentParser(
-        prog="oodbench", description="Benchmark harness for pixel-wise anomaly segmentation."
+        prog="oodbench", description="Benchmark harness for pixel-wise anomaly segmentation.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="environment variables:\n" + "\n".join(f"  {k:34s} {v}" for k, v in ENVIRONMENT.items())
+               + "\n\nexit status: 0 success, 2 a user error (one line on stderr), 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"oodbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -277,6 +381,7 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list methods, datasets or segmenters")
     p.add_argument("what", choices=["methods", "datasets", "segmenters"])
     p.add_argument("--data-root", default=None)
+    p.add_argument("--json", default=None, metavar="PATH|-", help="write the list as JSON records (- = stdout)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("run", help="predict, store, evaluate and record a method on datasets")
@@ -305,6 +410,12 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--adopt-store", action="store_true",
                    help="trust stored frames that carry no configuration record (older oodbench, other "
                         "tools) as made by this exact configuration; the manifest records the frames adopted")
+    p.add_argument("--name", type=run_name, default=None,
+                   help="run name: store folder, record file and leaderboard row (default: the method name); "
+                        "two configurations of one method get two names")
+    p.add_argument("--state", default=None, help="fitted state written by `oodbench fit` (methods with requires_fit)")
+    p.add_argument("--json", default=None, metavar="PATH|-",
+                   help="write the result records as a JSON list (- = stdout)")
     _add_common_data(p)
     p.set_defaults(func=cmd_run)
 
@@ -314,7 +425,8 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, nargs="+")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
     _add_fpr_rule(p)
-    p.add_argument("--json", default=None, help="write metrics JSON here")
+    p.add_argument("--json", default=None, metavar="PATH|-",
+                   help="write the result records as a JSON list (- = stdout)")
     p.add_argument("--results", default=None, help="also write result records here")
     add_bootstrap_arguments(p)
     _add_common_data(p)
@@ -376,6 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (``oodbench list methods | head -1``): stop quietly, and keep Python's
+        # final flush of stdout from printing a second error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (OodbenchError, OSError) as exc:
         print(f"oodbench: error: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ The family, by where it is defined:
   ``results.RecordError``, ``runner.StaleRunError``, ``evaluate.LabelsHiddenError``,
   ``metrics.StateError``, ``segmenters.recipe.ManifestError``, ``atomic.DiskFullError``,
   ``methods.base.UntrainedMethodError``, ``cli.CLIError``,
-  ``fishyscapes.ContainerContractError``.
+  ``fishyscapes.ContainerContractError``, ``fitting.StateError``.
 """
 from __future__ import annotations
 

@@ -77,13 +77,13 @@ def predict_directory(method, input_dir: str | Path, output_dir: str | Path, dev
     import torch
     from tqdm.auto import tqdm
 
-    from .runner import _normaliser
+    from .preprocess import normaliser
 
     inputs = list_inputs(input_dir)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     method.to(device)
-    normalise = _normaliser(method, torch.device(device))
+    normalise = normaliser(method, device)
     for dddd, path in tqdm(inputs, desc="fishyscapes", disable=not progress, unit="image"):
         rgb = _read_rgb(path)
         x = normalise(torch.from_numpy(np.ascontiguousarray(rgb))[None])

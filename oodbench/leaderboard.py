@@ -83,7 +83,8 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
         row = {
             "dataset": r.dataset,
             "benchmark": r.benchmark,
-            "method": r.method,
+            "method": r.run_name,  # the run name (``--name``), the registry name without one
+            "registered_method": r.method,
             "protocol": r.protocol,
             "protocol_version": r.protocol_version,
             "fpr_rule": r.effective_fpr_rule,
@@ -111,8 +112,8 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
                 row[f"{key}_std"] = (math.sqrt(sum((v - row[key]) ** 2 for v in vals) / (len(vals) - 1))
                                      if len(vals) > 1 else None)
         rows.append(row)
-    cols = ["dataset", "benchmark", "method", "protocol", "protocol_version", "fpr_rule", "synthetic", "untrained",
-            "selected_on", "source",
+    cols = ["dataset", "benchmark", "method", "registered_method", "protocol", "protocol_version", "fpr_rule",
+            "synthetic", "untrained", "selected_on", "source",
             "num_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit",
             "training_seed", "n_seeds", "ci", "ci_spec", *(f"{k}_std" for k in METRIC_COLUMNS)]
     return pd.DataFrame(rows, columns=cols)

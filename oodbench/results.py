@@ -45,7 +45,8 @@ __all__ = ["Result", "RecordError", "DataFingerprint", "save_result", "load_resu
 
 #: 2: ``fpr_rule`` and ``untrained`` fields; the protocol in the file name
 #: 3: ``selected_on``, ``ci``, ``bootstrap`` and ``training_seed`` fields
-SCHEMA_VERSION = 3
+#: 4: ``name`` (the run name, ``oodbench run --name``) and ``fitted_state_sha256`` fields
+SCHEMA_VERSION = 4
 
 
 class DataFingerprint:
@@ -107,6 +108,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "device": (str,), "wall_time_s": (int, float, type(None)), "oodbench_version": (str,),
     "git_commit": (str, type(None)), "created": (str,), "notes": (dict,), "schema_version": (int,),
     "ci": (dict,), "bootstrap": (dict, type(None)), "training_seed": (int, type(None)),
+    "name": (str,), "fitted_state_sha256": (str, type(None)),
 }
 #: fields a record cannot do without (the others have defaults, e.g. in records of older versions)
 REQUIRED_FIELDS = ("method", "dataset", "benchmark", "protocol", "protocol_version", "metrics", "num_frames")
@@ -155,6 +157,10 @@ class Result:
     #: seed of the training run that produced the weights (from the checkpoint), if known
     training_seed: int | None = None
     schema_version: int = SCHEMA_VERSION
+    #: run name (``oodbench run --name``): the store folder, file name and leaderboard row; "" = ``method``
+    name: str = ""
+    #: sha256 of the fitted-state file the method loaded (``oodbench run --state``)
+    fitted_state_sha256: str | None = None
 
     @classmethod
     def from_evaluation(
@@ -173,6 +179,8 @@ class Result:
         notes: dict[str, Any] | None = None,
         selected_on: str | None = None,
         training_seed: int | None = None,
+        name: str | None = None,
+        fitted_state_sha256: str | None = None,
     ) -> "Result":
         """The record of one evaluation, with provenance stamped now (the one place records are made).
 
@@ -180,6 +188,8 @@ class Result:
             ev: the :class:`~oodbench.evaluate.EvaluationOutput` of ``split``.
             split: the evaluated split (name, benchmark, root, synthetic).
             method: registry name of the method.
+            name: run name when it differs from ``method`` (``oodbench run --name``).
+            fitted_state_sha256: sha256 of the fitted state the method loaded.
             untrained: the method scored with random or unfitted weights (``--allow-untrained``).
             device: what computed the predictions (default: this host's processor).
             wall_time_s: default: the evaluation's own wall time.
@@ -204,6 +214,7 @@ class Result:
             ci={k: list(v) for k, v in (getattr(ev, "ci", None) or {}).items()},
             bootstrap=dict(ev.bootstrap) if getattr(ev, "bootstrap", None) else None,
             training_seed=None if training_seed is None else int(training_seed),
+            name="" if name in (None, method) else str(name), fitted_state_sha256=fitted_state_sha256,
         )
 
     @property
@@ -212,13 +223,18 @@ class Result:
         return self.fpr_rule or str(self.metrics.get("fpr_rule") or default_fpr_rule(self.protocol) or "")
 
     @property
+    def run_name(self) -> str:
+        """The name the run was stored and is shown under: ``name``, or ``method`` without one."""
+        return self.name or self.method
+
+    @property
     def identity(self) -> tuple[str, str, str, str]:
-        """``(method, dataset, protocol, FPR95 rule)``: two records with one identity are one result."""
-        return (self.method, self.dataset, self.protocol, self.effective_fpr_rule)
+        """``(run name, dataset, protocol, FPR95 rule)``: two records with one identity are one result."""
+        return (self.run_name, self.dataset, self.protocol, self.effective_fpr_rule)
 
     @property
     def filename(self) -> str:
-        return result_filename(self.method, self.dataset, self.protocol, self.effective_fpr_rule)
+        return result_filename(self.run_name, self.dataset, self.protocol, self.effective_fpr_rule)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -357,7 +373,7 @@ def save_result(result: Result, results_dir: str | os.PathLike) -> Path:
     folder = Path(results_dir)
     path = folder / result.filename
     atomic_write_json(path, result.to_dict())
-    legacy = folder / f"{result.method}__{result.dataset}.json"
+    legacy = folder / f"{result.run_name}__{result.dataset}.json"
     if legacy != path and legacy.is_file():
         try:
             same = _read_record(legacy).identity == result.identity
@@ -391,7 +407,7 @@ def load_results(results_dir: str | os.PathLike) -> list[Result]:
                               f"(method, dataset, protocol, FPR95 rule = {r.identity}); keep one")
         seen[r.identity] = path
         out.append(r)
-    return sorted(out, key=lambda r: (r.dataset, r.protocol, r.effective_fpr_rule, r.method))
+    return sorted(out, key=lambda r: (r.dataset, r.protocol, r.effective_fpr_rule, r.run_name))
 
 
 @functools.lru_cache(maxsize=1)

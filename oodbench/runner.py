@@ -20,8 +20,8 @@ import torch
 from oodbench.errors import OodbenchError
 
 from .evaluate import evaluate_split
+from .preprocess import normaliser
 from .results import Result, save_result
-from .segmenters.base import IMAGENET_MEAN, IMAGENET_STD
 from .segmenters.inference import autocast
 from .store import PredictionStore, config_digest
 
@@ -52,6 +52,10 @@ class RunConfig:
     adopt_store: bool = False
     #: frame-bootstrap intervals in the records (``oodbench.intervals.BootstrapSpec``); None = none
     bootstrap: Any = None
+    #: run name (``--name``): store folder, record file and leaderboard row; None = the method's name
+    name: str | None = None
+    #: fitted state written by ``oodbench fit`` (``--state``), loaded into the method before it runs
+    state: Path | None = None
 
 
 class _FrameImages(torch.utils.data.Dataset):
@@ -67,34 +71,36 @@ class _FrameImages(torch.utils.data.Dataset):
 
 
 def _normaliser(method, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    cfg = getattr(getattr(method, "model", None), "pretrained_cfg", None)
-    mean = getattr(cfg, "mean", None) or getattr(method, "mean", IMAGENET_MEAN)
-    std = getattr(cfg, "std", None) or getattr(method, "std", IMAGENET_STD)
-    m = torch.tensor(mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
-
-    def normalise(batch_hwc_uint8: torch.Tensor) -> torch.Tensor:
-        x = batch_hwc_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        return (x - m) / s
-
-    return normalise
+    """The method's declared normalisation (:func:`oodbench.preprocess.normaliser`)."""
+    return normaliser(method, device)
 
 
 def method_fingerprint(method, method_name: str) -> dict[str, Any]:
-    """What produced a set of predictions (compared on resume to refuse mixing configurations)."""
+    """What produced a set of predictions (compared on resume to refuse mixing configurations).
+
+    ``method_name`` is the store name (the run name); the registry name is the one the method was
+    built under (:attr:`Method.registry_name`). Everything here comes from members the
+    :class:`~oodbench.methods.Method` base class declares. The fitted state's sha256 is part of it
+    whatever ``hparams()`` returns, so predictions of one fitted state are never reused for another;
+    it is left out for methods without one, so the digests of earlier stores stay valid.
+    """
     from .methods import METHODS
 
-    entry = METHODS.get(method_name)
-    return {
-        "method": method_name,
+    registered = method.registry_name or method_name
+    entry = METHODS.get(registered)
+    fp = {
+        "method": registered,
         "class": f"{type(method).__module__}.{type(method).__qualname__}",
         "hparams": method.hparams(),
         "checkpoint_sha256": method.checkpoint_sha256,
         "plugin": entry.provenance,
-        "semantic_label_space": getattr(method, "semantic_label_space", None),
+        "semantic_label_space": method.semantic_label_space,
         # predictions of untrained weights are never reused for a trained run (or the reverse)
         "untrained": method.untrained_reason() is not None,
     }
+    if method.fitted_state_sha256 is not None:
+        fp["fitted_state_sha256"] = method.fitted_state_sha256
+    return fp
 
 
 def _comparable(fp: dict[str, Any]) -> dict[str, Any]:
@@ -259,6 +265,13 @@ def run_method(
                        "progress": cfg.progress and ctx.is_main})
     if method is None:
         method = build(method_name, **(method_kwargs or {}))
+    if cfg.state is not None:
+        from .fitting import load_state_into
+
+        load_state_into(method, cfg.state, method_name)
+    if method.registry_name is None:
+        method.registry_name = method_name
+    store_name = cfg.name or method_name
     from . import metrics as M
 
     for split in splits:  # a protocol / FPR95 rule mismatch is refused before hours of inference
@@ -270,20 +283,20 @@ def run_method(
         # before anything is written: no store folder, no record
         raise UntrainedMethodError(f"{method_name}: {untrained}; or pass --allow-untrained to score it anyway "
                                    "(its records are marked untrained)")
-    fp = method_fingerprint(method, method_name)
+    fp = method_fingerprint(method, store_name)
     reduce = make_reducer(ctx)
     results = []
     for split in splits:
         t0 = time.perf_counter()
         ids = split.frame_ids()
         mine = shard(ids, ctx)
-        stats = predict_split(method, method_name, split, cfg, frame_ids=mine)
+        stats = predict_split(method, store_name, split, cfg, frame_ids=mine)
         barrier(ctx)  # every shard is stored before anyone evaluates
         if not split.labels_public:
             continue
         ev = evaluate_split(
             split,
-            PredictionStore(cfg.out, method_name),
+            PredictionStore(cfg.out, store_name),
             cfg.protocol,
             frame_ids=mine,
             reduce=reduce,
@@ -301,8 +314,9 @@ def run_method(
             ev, split, method=method_name, hparams=fp["hparams"], checkpoint_sha256=fp["checkpoint_sha256"],
             plugin=METHODS.get(method_name).provenance, untrained=untrained is not None, predictions=cfg.out,
             device=str(cfg.device), wall_time_s=time.perf_counter() - t0, notes=notes,
-            selected_on=getattr(method, "selected_on", None),  # a checkpoint chosen on a validation split
-            training_seed=getattr(method, "training_seed", None),
+            selected_on=method.selected_on,  # a checkpoint chosen on a validation split
+            training_seed=method.training_seed,
+            name=store_name, fitted_state_sha256=method.fitted_state_sha256,
         )
         if ctx.is_main:
             save_result(result, cfg.results_dir)

@@ -79,7 +79,7 @@ def test_evaluate_stored_predictions_without_a_model(energy_run, synth_root, cli
     work, _ = energy_run
     cli("evaluate", "--predictions", work / "out", "--method", "energy", "--dataset", "road-anomaly",
         "--data-root", synth_root, "--json", tmp_path / "m.json", "-q")
-    got = json.loads((tmp_path / "m.json").read_text())
+    (got,) = json.loads((tmp_path / "m.json").read_text())  # --json: always a list of records
     assert got["dataset"] == "road-anomaly" and got["method"] == "energy" and got["protocol"] == "fishyscapes"
     run = record(work / "results", "road-anomaly")
     assert got["metrics"] == run["metrics"]

@@ -49,7 +49,7 @@ def test_evaluate_reproduces_official_numbers(fixture_tree, cli, tmp_path, split
     out = tmp_path / "metrics.json"
     proc = cli("evaluate", "--predictions", root, "--method", method, "--dataset", split,
                "--data-root", root, "--json", out, "-q", *extra)
-    got = json.loads(out.read_text())
+    (got,) = json.loads(out.read_text())  # --json: always a list of records
     assert got["dataset"] == split and got["method"] == method
     for ours, (group, official) in mapping.items():
         want = EXPECTED[key][method][group][official]
@@ -66,7 +66,7 @@ def test_both_fishyscapes_layouts_give_the_same_numbers(fixture_tree, cli, tmp_p
         out = tmp_path / f"{layout}.json"
         cli("evaluate", "--predictions", root, "--method", "FixtureWeak", "--dataset", "fishyscapes-laf-val",
             "--data-root", root, "--layout", layout, "--json", out, "-q")
-        results.append(json.loads(out.read_text())["metrics"])
+        results.append(json.loads(out.read_text())[0]["metrics"])
     assert results[0] == results[1]
 
 

@@ -165,10 +165,11 @@ def test_runner_fingerprint_of_a_wrapped_posthoc_method():
 
     from oodbench.runner import method_fingerprint
 
+    from oodbench.segmenters.base import PretrainedCfg
+
     torch.manual_seed(0)
     seg = torch.nn.Conv2d(3, 19, 1)
-    seg.num_classes = 19
-    msp = build("msp", segmenter=seg)
+    msp = build("msp", segmenter=seg, pretrained_cfg=PretrainedCfg("conv"))  # declared, not guessed
     gf = apply_postprocess(msp, "ground-focus")
     fp = method_fingerprint(gf, "msp")
     assert fp["hparams"]["postprocess"] == "ground-focus"

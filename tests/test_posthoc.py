@@ -55,7 +55,12 @@ POSTHOC = [n for n in METHODS.names() if issubclass(METHODS.get(n).obj, PostHocM
 @pytest.mark.parametrize("name", POSTHOC)
 def test_posthoc_conformance(name):
     """Every post-hoc method: shape [B,H,W], finite, higher = more anomalous on a clear case."""
+    from oodbench.methods import FitBatch
+
     m = build(name, segmenter=Identity())
+    if m.requires_fit:  # fitted post-hoc methods (sml): statistics of random training logits first
+        m.fit([FitBatch(torch.randn(4, 19, 8, 16, generator=torch.Generator().manual_seed(0)), None)])
+        assert m.requires_fit is False
     logits = torch.randn(2, 19, 8, 16)
     confident = torch.zeros(1, 19, 1, 1)
     confident[0, 3] = 20.0

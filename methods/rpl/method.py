@@ -19,7 +19,6 @@ from typing import Any
 import torch
 
 from oodbench.errors import UsageError
-from oodbench.segmenters.base import CITYSCAPES_LABEL_IDS
 
 from ..base import Method, register_method
 
@@ -62,6 +61,7 @@ class RPL(Method):
     paper = ("Liu et al., Residual Pattern Learning for Pixel-wise Out-of-Distribution Detection "
              "in Semantic Segmentation, ICCV 2023")
     requires_fit = True  # without an RPL checkpoint; an instance loaded from one sets it False
+    fit_command = "oodbench train --method rpl ... (then oodbench run --checkpoint CKPT)"
 
     def __init__(
         self,
@@ -120,13 +120,13 @@ class RPL(Method):
                                    "checkpoint or train one (`oodbench train`)")
         self.requires_fit = not self.loaded_rpl
         self.net.eval()
-        cfg = self.net.pretrained_cfg
-        self.semantic_label_space = "cityscapes19" if tuple(cfg.label_ids) == CITYSCAPES_LABEL_IDS else None
+        #: the segmenter's data contract: normalisation and label space (Method.preprocessing)
+        self.pretrained_cfg = self.net.pretrained_cfg
 
     # runner / evaluator hooks ---------------------------------------------------------------
     @property
     def model(self):
-        """The network (its ``pretrained_cfg`` gives the input normalisation)."""
+        """The network."""
         return self.net
 
     @property

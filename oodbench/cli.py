@@ -313,9 +313,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from oodbench import leaderboard as L
 
-    if not Path(args.results).is_dir():
-        raise CLIError(f"--results {args.results}: no such folder" if not Path(args.results).exists()
-                       else f"--results {args.results}: not a folder")
+    for folder in args.results:
+        if not Path(folder).is_dir():
+            raise CLIError(f"--results {folder}: no such folder" if not Path(folder).exists()
+                           else f"--results {folder}: not a folder")
     df = L.load(args.results)
     if getattr(args, "with_published", False):
         from oodbench.published import merge_published

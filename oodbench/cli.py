@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from oodbench.cli_support import (
+    CLIError,
+    add_common_data_arguments,
+    add_fpr_rule_argument,
+    check_device,
+    parse_method_params,
+    positive_int,
+    resolve_splits_for_args,
+    run_name,
+    want_progress,
+    write_json_records,
+)
 from oodbench.errors import OodbenchError
 
 __all__ = ["main", "build_parser"]
@@ -44,74 +55,6 @@ ENVIRONMENT = {
 }
 
 
-class CLIError(OodbenchError):
-    """A user-facing error: printed without a traceback, exit status 2."""
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
-    """``key=value`` pairs; values parsed as JSON when possible (numbers, booleans)."""
-    out: dict[str, Any] = {}
-    for item in items or ():
-        if "=" not in item:
-            raise CLIError(f"--param expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
-
-
-def parse_method_params(method: str, items: Sequence[str] | None) -> dict[str, Any]:
-    """``--param`` values for ``method``, refused (naming the parameters it takes) when it has no such one."""
-    from oodbench.methods import METHODS
-
-    params = _parse_params(items)
-    if params:
-        accepted = METHODS.get(method).obj.accepted_params()
-        unknown = sorted(set(params) - set(accepted))
-        if unknown:
-            raise CLIError(f"--param {unknown[0]}: method {method!r} takes no parameter {unknown[0]!r}; "
-                           f"its parameters: {', '.join(accepted) or '(none)'}")
-    return params
-
-
-def check_device(device: str) -> None:
-    """Refuse a ``--device`` torch cannot parse or that this machine lacks (one line, before any work)."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise CLIError(f"--device {device}: not a device ({str(exc).splitlines()[0]})") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CLIError(f"--device {device}: no CUDA device available here (torch.cuda.is_available() is "
-                           "False); use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise CLIError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-
-
-def want_progress(args: argparse.Namespace) -> bool:
-    """Progress bars only when stderr is a terminal, unless ``--progress`` forces them; never with ``-q``."""
-    if getattr(args, "quiet", False):
-        return False
-    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
-
-
-def write_json_records(target: str, records: list[dict[str, Any]]) -> None:
-    """``--json PATH|-``: always a JSON list of records (``-`` = stdout)."""
-    if target == "-":
-        sys.stdout.write(json.dumps(records, indent=2) + "\n")
-        sys.stdout.flush()
-    else:
-        from oodbench.atomic import atomic_write_json
-
-        atomic_write_json(target, records)
-
-
 def _build_method(name: str, kwargs: dict[str, Any]):
     """The method, or one line naming what its constructor refused (never a traceback)."""
     from oodbench.methods import build
@@ -124,39 +67,6 @@ def _build_method(name: str, kwargs: dict[str, Any]):
     except Exception as exc:  # a plugin constructor or a checkpoint that does not fit
         first = (str(exc).strip().splitlines() or [""])[0]
         raise CLIError(f"--method {name}: could not build it: {type(exc).__name__}: {first}") from None
-
-
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+")
-
-
-def run_name(text: str) -> str:
-    """argparse type of ``--name``: a file-name-safe run name without ``__`` (the record file separator)."""
-    if not text or not set(text) <= _NAME_CHARS or "__" in text or text.startswith("."):
-        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits and . - _ + (no '__', no leading '.')")
-    return text
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _resolve_splits(args: argparse.Namespace, names: Sequence[str], labelled_only: bool = True) -> list:
-    """The splits for ``--dataset`` values (:func:`oodbench.datasets.resolve_splits`); prints the
-    splits ``all`` skipped, one line each, on stderr."""
-    from oodbench.datasets import resolve_splits
-
-    splits, skipped = resolve_splits(names, args.data_root, check_count=not args.no_count_check,
-                                     labelled_only=labelled_only, layout=args.layout)
-    for split_name, reason in sorted(skipped.items()):
-        print(f"oodbench: skipping {split_name}: {reason.splitlines()[0]}", file=sys.stderr)
-    return splits
 
 
 def _print_results_table(results) -> None:
@@ -240,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from oodbench.runner import RunConfig, run_method
 
     check_device(args.device)
-    splits = _resolve_splits(args, args.dataset)
+    splits = resolve_splits_for_args(args, args.dataset)
     kwargs = parse_method_params(args.method, args.param)
     if args.checkpoint:
         if not Path(args.checkpoint).is_file():
@@ -278,7 +188,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     bootstrap = spec_from_args(args)
 
-    splits = _resolve_splits(args, args.dataset)
+    splits = resolve_splits_for_args(args, args.dataset)
     if args.fpr_rule is not None:  # a rule the protocol does not define is refused before any pass
         from oodbench.metrics import build_protocol
 
@@ -337,7 +247,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from oodbench.submit import SMIYC_SUBMISSION_SPLITS, build_smiyc_submission
 
     names = args.dataset or list(SMIYC_SUBMISSION_SPLITS)
-    splits = _resolve_splits(args, names, labelled_only=False)
+    splits = resolve_splits_for_args(args, names, labelled_only=False)
     counts = build_smiyc_submission(args.predictions, args.method, args.out, splits, progress=want_progress(args))
     for key, n in counts.items():
         print(f"{key}: {n} frames")
@@ -346,25 +256,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-def _add_common_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", default=None, help="data root (default: $OODBENCH_DATA)")
-    p.add_argument("--no-count-check", action="store_true",
-                   help="accept splits whose frame count differs from the official one")
-    p.add_argument("--layout", choices=["official", "preprocessed"], default=None,
-                   help="for datasets present in both layouts under the data root")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--progress", action="store_true",
-                   help="progress bars even when stderr is not a terminal (default: only on a terminal)")
-
-
-def _add_fpr_rule(p: argparse.ArgumentParser) -> None:
-    from oodbench.metrics import FPR_RULES
-
-    p.add_argument("--fpr-rule", choices=FPR_RULES, default=None,
-                   help="FPR95 rule (default: the protocol's own; official protocols accept only theirs, "
-                        "--protocol exact accepts all three); stored in the record and its file name")
-
-
 def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     """The ``oodbench`` parser; ``extensions=False`` leaves out the sub-commands of :data:`_EXTENSIONS`."""
     from oodbench import __version__
@@ -398,7 +289,7 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast: bf16 on CUDA or CPU, fp16 on CUDA only (ignored on CPU)")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
-    _add_fpr_rule(p)
+    add_fpr_rule_argument(p)
     add_bootstrap_arguments(p)
     p.add_argument("--allow-untrained", action="store_true",
                    help="score a method without trained weights (no --checkpoint, or a segmenter-only file for "
@@ -417,7 +308,7 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--state", default=None, help="fitted state written by `oodbench fit` (methods with requires_fit)")
     p.add_argument("--json", default=None, metavar="PATH|-",
                    help="write the result records as a JSON list (- = stdout)")
-    _add_common_data(p)
+    add_common_data_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("evaluate", help="score a stored prediction tree (no model needed)")
@@ -425,12 +316,12 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--method", required=True)
     p.add_argument("--dataset", required=True, nargs="+")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
-    _add_fpr_rule(p)
+    add_fpr_rule_argument(p)
     p.add_argument("--json", default=None, metavar="PATH|-",
                    help="write the result records as a JSON list (- = stdout)")
     p.add_argument("--results", default=None, help="also write result records here")
     add_bootstrap_arguments(p)
-    _add_common_data(p)
+    add_common_data_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("leaderboard", help="render markdown leaderboards from result records")
@@ -454,7 +345,7 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--method", required=True)
     p.add_argument("--out", required=True, help="FILE.zip")
     p.add_argument("--dataset", nargs="+", default=None, help="default: the three SMIYC leaderboard splits")
-    _add_common_data(p)
+    add_common_data_arguments(p)
     p.set_defaults(func=cmd_submit)
 
     for module, func in _EXTENSIONS if extensions else ():

@@ -109,7 +109,7 @@ def _p(p: float | None) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .cli import CLIError, _resolve_splits
+    from .cli_support import CLIError, resolve_splits_for_args
     from .intervals import spec_from_args
 
     if len(args.methods) != 2:
@@ -117,7 +117,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.bootstrap is None:
         args.bootstrap = 1000
     spec = spec_from_args(args)
-    splits = _resolve_splits(args, args.dataset)
+    splits = resolve_splits_for_args(args, args.dataset)
     records = [compare_split(split, args.predictions, *args.methods, spec, protocol=args.protocol,
                              fpr_rule=args.fpr_rule, progress=not args.quiet) for split in splits]
     if args.json:
@@ -135,7 +135,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_compare_parser(sub: argparse._SubParsersAction) -> None:
-    from .cli import _add_common_data, _add_fpr_rule
+    from .cli_support import add_common_data_arguments, add_fpr_rule_argument
     from .intervals import add_bootstrap_arguments
 
     p = sub.add_parser("compare", help="paired bootstrap comparison of two methods' stored predictions")
@@ -144,9 +144,9 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
                    help="two method names A B: the differences reported are A - B")
     p.add_argument("--dataset", required=True, nargs="+", help="split name(s) or 'all'")
     p.add_argument("--protocol", default=None, help="override the split's official protocol")
-    _add_fpr_rule(p)
+    add_fpr_rule_argument(p)
     p.add_argument("--json", default=None, help="write the comparison records (a list) here; '-' = stdout")
     add_bootstrap_arguments(p)
     p.set_defaults(bootstrap=1000)
-    _add_common_data(p)
+    add_common_data_arguments(p)
     p.set_defaults(func=cmd_compare)

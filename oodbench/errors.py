@@ -24,7 +24,7 @@ The family, by where it is defined:
 * the rest: ``registry.RegistryError``, ``registry.PluginValidationError``,
   ``results.RecordError``, ``runner.StaleRunError``, ``evaluate.LabelsHiddenError``,
   ``metrics.StateError``, ``segmenters.recipe.ManifestError``, ``atomic.DiskFullError``,
-  ``methods.base.UntrainedMethodError``, ``cli.CLIError``,
+  ``methods.base.UntrainedMethodError``, ``cli_support.CLIError``,
   ``fishyscapes.ContainerContractError``, ``fitting.StateError``.
 """
 from __future__ import annotations

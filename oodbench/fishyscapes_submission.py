@@ -213,9 +213,9 @@ def _validation_entry(results_dir: str, method: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- CLI
 def _method_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    from .cli import _parse_params
+    from .cli_support import parse_params
 
-    kw = _parse_params(args.param)
+    kw = parse_params(args.param)
     if args.checkpoint:
         kw["checkpoint"] = args.checkpoint
     if args.segmenter:

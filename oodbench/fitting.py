@@ -218,7 +218,7 @@ def load_state_into(method, path: str | os.PathLike, method_name: str) -> dict[s
 
 # ---------------------------------------------------------------------------------------------
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from .cli import CLIError, check_device, parse_method_params
+    from .cli_support import CLIError, check_device, parse_method_params
     from .methods import build
 
     check_device(args.device)
@@ -247,14 +247,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _progress(args: argparse.Namespace) -> bool:
-    from .cli import want_progress
+    from .cli_support import want_progress
 
     return want_progress(args)
 
 
 def add_fit_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``oodbench fit``."""
-    from .cli import positive_int
+    from .cli_support import positive_int
 
     p = sub.add_parser("fit", help="fit a method's statistics on the training split and save the state",
                        description="Fit a method (requires_fit) on batches of the training split, normalised "

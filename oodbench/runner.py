@@ -173,7 +173,7 @@ def predict_split(
     stats = {"frames": len(ids), "predicted": len(todo), "skipped": len(ids) - len(todo), "float16_guarded": 0,
              "replaced_other_config": sum(f in mine for f in replaced), "adopted": sum(f in mine for f in adopted)}
     # the training seed identifies the weights no better than their sha256: recorded, not compared
-    manifest = {**fp, "config_digest": digest, "training_seed": getattr(method, "training_seed", None)}
+    manifest = {**fp, "config_digest": digest, "training_seed": method.training_seed}
     if adopted:
         manifest["adopted"] = {
             "by": "oodbench run --adopt-store",

@@ -1,0 +1,140 @@
+"""Helpers shared by the command-line modules (:mod:`oodbench.cli` and the sub-command modules
+:mod:`oodbench.compare`, :mod:`oodbench.fitting`, :mod:`oodbench.fishyscapes_submission`, ...).
+
+They live below every command module, so no sub-command imports back into ``cli.py``. Nothing here
+imports torch at module level (core commands must start without it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from oodbench.errors import OodbenchError
+
+__all__ = [
+    "CLIError", "parse_params", "parse_method_params", "check_device", "want_progress",
+    "write_json_records", "run_name", "positive_int", "resolve_splits_for_args",
+    "add_common_data_arguments", "add_fpr_rule_argument",
+]
+
+
+class CLIError(OodbenchError):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as JSON when possible (numbers, booleans)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise CLIError(f"--param expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def parse_method_params(method: str, items: Sequence[str] | None) -> dict[str, Any]:
+    """``--param`` values for ``method``, refused (naming the parameters it takes) when it has no such one."""
+    from oodbench.methods import METHODS
+
+    params = parse_params(items)
+    if params:
+        accepted = METHODS.get(method).obj.accepted_params()
+        unknown = sorted(set(params) - set(accepted))
+        if unknown:
+            raise CLIError(f"--param {unknown[0]}: method {method!r} takes no parameter {unknown[0]!r}; "
+                           f"its parameters: {', '.join(accepted) or '(none)'}")
+    return params
+
+
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` torch cannot parse or that this machine lacks (one line, before any work)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise CLIError(f"--device {device}: not a device ({str(exc).splitlines()[0]})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {device}: no CUDA device available here (torch.cuda.is_available() is "
+                           "False); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+
+
+def want_progress(args: argparse.Namespace) -> bool:
+    """Progress bars only when stderr is a terminal, unless ``--progress`` forces them; never with ``-q``."""
+    if getattr(args, "quiet", False):
+        return False
+    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
+
+
+def write_json_records(target: str, records: list[dict[str, Any]]) -> None:
+    """``--json PATH|-``: always a JSON list of records (``-`` = stdout)."""
+    if target == "-":
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+        sys.stdout.flush()
+    else:
+        from oodbench.atomic import atomic_write_json
+
+        atomic_write_json(target, records)
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+")
+
+
+def run_name(text: str) -> str:
+    """argparse type of ``--name``: a file-name-safe run name without ``__`` (the record file separator)."""
+    if not text or not set(text) <= _NAME_CHARS or "__" in text or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits and . - _ + (no '__', no leading '.')")
+    return text
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def resolve_splits_for_args(args: argparse.Namespace, names: Sequence[str], labelled_only: bool = True) -> list:
+    """The splits for ``--dataset`` values (:func:`oodbench.datasets.resolve_splits`); prints the
+    splits ``all`` skipped, one line each, on stderr."""
+    from oodbench.datasets import resolve_splits
+
+    splits, skipped = resolve_splits(names, args.data_root, check_count=not args.no_count_check,
+                                     labelled_only=labelled_only, layout=args.layout)
+    for split_name, reason in sorted(skipped.items()):
+        print(f"oodbench: skipping {split_name}: {reason.splitlines()[0]}", file=sys.stderr)
+    return splits
+
+
+def add_common_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=None, help="data root (default: $OODBENCH_DATA)")
+    p.add_argument("--no-count-check", action="store_true",
+                   help="accept splits whose frame count differs from the official one")
+    p.add_argument("--layout", choices=["official", "preprocessed"], default=None,
+                   help="for datasets present in both layouts under the data root")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--progress", action="store_true",
+                   help="progress bars even when stderr is not a terminal (default: only on a terminal)")
+
+
+def add_fpr_rule_argument(p: argparse.ArgumentParser) -> None:
+    from oodbench.metrics import FPR_RULES
+
+    p.add_argument("--fpr-rule", choices=FPR_RULES, default=None,
+                   help="FPR95 rule (default: the protocol's own; official protocols accept only theirs, "
+                        "--protocol exact accepts all three); stored in the record and its file name")

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):           # interleaved, so machine load affects both alike
             rows["bare"].append(_time(_BARE, str(root), METHOD))
             rows["evaluate"].append(_time(_EVALUATE, str(root), METHOD, str(metrics_json)))
-        metrics = json.loads(metrics_json.read_text())["metrics"]
+        metrics = json.loads(metrics_json.read_text())[0]["metrics"]  # --json: a list of records
         torch_imported = any(extra == ["True"] for _, _, extra in rows["evaluate"])
 
     med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in rows.items()}

@@ -18,9 +18,10 @@ from typing import Any, Sequence
 from oodbench.cli_support import (
     CLIError,
     add_common_data_arguments,
+    build_method,
+    method_kwargs,
     add_fpr_rule_argument,
     check_device,
-    parse_method_params,
     positive_int,
     resolve_splits_for_args,
     run_name,
@@ -53,20 +54,6 @@ ENVIRONMENT = {
     "OODBENCH_DISABLE_PLUGIN_AUTOLOAD": "1 = do not load method/dataset plugins from entry points "
                                         "(reproducible leaderboard runs)",
 }
-
-
-def _build_method(name: str, kwargs: dict[str, Any]):
-    """The method, or one line naming what its constructor refused (never a traceback)."""
-    from oodbench.methods import build
-    from oodbench.registry import RegistryError
-
-    try:
-        return build(name, **kwargs)
-    except RegistryError:
-        raise
-    except Exception as exc:  # a plugin constructor or a checkpoint that does not fit
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise CLIError(f"--method {name}: could not build it: {type(exc).__name__}: {first}") from None
 
 
 def _print_results_table(results) -> None:
@@ -151,13 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_device(args.device)
     splits = resolve_splits_for_args(args, args.dataset)
-    kwargs = parse_method_params(args.method, args.param)
-    if args.checkpoint:
-        if not Path(args.checkpoint).is_file():
-            raise CLIError(f"--checkpoint {args.checkpoint}: no such file")
-        kwargs["checkpoint"] = args.checkpoint
-    if args.segmenter:
-        kwargs["segmenter"] = args.segmenter
+    kwargs = method_kwargs(args)
     cfg = RunConfig(
         out=Path(args.out), results_dir=Path(args.results), device=args.device,
         batch_size=args.batch_size, num_workers=args.num_workers, overwrite=args.overwrite,
@@ -166,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         state=Path(args.state) if args.state else None,
         bootstrap=spec_from_args(args),
     )
-    method = _build_method(args.method, kwargs)
+    method = build_method(args.method, kwargs)
     if args.postprocess not in (None, "none"):
         from oodbench.methods import apply_postprocess
 

@@ -16,7 +16,7 @@ from oodbench.errors import OodbenchError
 __all__ = [
     "CLIError", "parse_params", "parse_method_params", "check_device", "want_progress",
     "write_json_records", "run_name", "positive_int", "resolve_splits_for_args",
-    "add_common_data_arguments", "add_fpr_rule_argument",
+    "add_common_data_arguments", "add_fpr_rule_argument", "method_kwargs", "build_method",
 ]
 
 
@@ -138,3 +138,34 @@ def add_fpr_rule_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fpr-rule", choices=FPR_RULES, default=None,
                    help="FPR95 rule (default: the protocol's own; official protocols accept only theirs, "
                         "--protocol exact accepts all three); stored in the record and its file name")
+
+
+def method_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor arguments of ``--method`` from ``--param``/``--checkpoint``/``--segmenter`` (one rule
+    for ``run``, ``fit`` and ``fishyscapes-predict``): unknown parameters and a missing checkpoint file
+    are one-line errors before anything is built."""
+    from pathlib import Path
+
+    kwargs = parse_method_params(args.method, getattr(args, "param", None))
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise CLIError(f"--checkpoint {checkpoint}: no such file")
+        kwargs["checkpoint"] = checkpoint
+    if getattr(args, "segmenter", None):
+        kwargs["segmenter"] = args.segmenter
+    return kwargs
+
+
+def build_method(name: str, kwargs: dict[str, Any]):
+    """The method, or one line naming what its constructor refused (never a traceback)."""
+    from oodbench.methods import build
+    from oodbench.registry import RegistryError
+
+    try:
+        return build(name, **kwargs)
+    except RegistryError:
+        raise
+    except Exception as exc:  # a plugin constructor or a checkpoint that does not fit
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CLIError(f"--method {name}: could not build it: {type(exc).__name__}: {first}") from None

@@ -78,6 +78,7 @@ def predict_directory(method, input_dir: str | Path, output_dir: str | Path, dev
     from tqdm.auto import tqdm
 
     from .preprocess import normaliser
+    from .runner import predict_batch
 
     inputs = list_inputs(input_dir)
     out = Path(output_dir)
@@ -86,11 +87,9 @@ def predict_directory(method, input_dir: str | Path, output_dir: str | Path, dev
     normalise = normaliser(method, device)
     for dddd, path in tqdm(inputs, desc="fishyscapes", disable=not progress, unit="image"):
         rgb = _read_rgb(path)
-        x = normalise(torch.from_numpy(np.ascontiguousarray(rgb))[None])
-        with torch.inference_mode():
-            anomaly, logits = method.predict(x)
-        score = anomaly[0].float().cpu().numpy()
-        seg = logits[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+        scores, classes = predict_batch(method, normalise, torch.from_numpy(np.ascontiguousarray(rgb))[None],
+                                        torch.device(device))
+        score, seg = scores[0], classes[0]
         if score.shape != rgb.shape[:2] or seg.shape != rgb.shape[:2]:
             raise ContainerContractError(f"{path}: outputs {score.shape}/{seg.shape} != input {rgb.shape[:2]}")
         for suffix, arr in (("anomaly", score.astype(np.float32)), ("segmentation", seg)):
@@ -212,21 +211,10 @@ def _validation_entry(results_dir: str, method: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def _method_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    from .cli_support import parse_params
-
-    kw = parse_params(args.param)
-    if args.checkpoint:
-        kw["checkpoint"] = args.checkpoint
-    if args.segmenter:
-        kw["segmenter"] = args.segmenter
-    return kw
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .methods import build
+    from .cli_support import build_method, method_kwargs
 
-    n = predict_directory(build(args.method, **_method_kwargs(args)), args.input, args.output,
+    n = predict_directory(build_method(args.method, method_kwargs(args)), args.input, args.output,
                           device=args.device, progress=not args.quiet)
     print(f"wrote {2 * n} files for {n} inputs to {args.output}")
     return 0

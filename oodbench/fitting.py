@@ -218,16 +218,10 @@ def load_state_into(method, path: str | os.PathLike, method_name: str) -> dict[s
 
 # ---------------------------------------------------------------------------------------------
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from .cli_support import CLIError, check_device, parse_method_params
-    from .methods import build
+    from .cli_support import CLIError, build_method, check_device, method_kwargs
 
     check_device(args.device)
-    kwargs = parse_method_params(args.method, args.param)
-    if args.checkpoint:
-        kwargs["checkpoint"] = args.checkpoint
-    if args.segmenter:
-        kwargs["segmenter"] = args.segmenter
-    method = build(args.method, **kwargs)
+    method = build_method(args.method, method_kwargs(args))
     # anything missing besides the fit itself (e.g. random segmenter weights) is refused first
     from .methods import Method
 

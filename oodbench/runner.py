@@ -25,7 +25,7 @@ from .results import Result, save_result
 from .segmenters.inference import autocast
 from .store import PredictionStore, config_digest
 
-__all__ = ["RunConfig", "predict_split", "run_method", "StaleRunError"]
+__all__ = ["predict_batch", "RunConfig", "predict_split", "run_method", "StaleRunError"]
 
 
 class StaleRunError(OodbenchError, ValueError):
@@ -73,6 +73,25 @@ class _FrameImages(torch.utils.data.Dataset):
 def _normaliser(method, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """The method's declared normalisation (:func:`oodbench.preprocess.normaliser`)."""
     return normaliser(method, device)
+
+
+def predict_batch(method, normalise: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                  device: torch.device, amp: str | None = None,
+                  semantic: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """One batch of uint8 ``[B, H, W, 3]`` images -> (anomaly scores ``[B, H, W]``, closed-set class
+    ids ``[B, H, W]`` uint8 or ``None``), with one host synchronisation.
+
+    The one inference step of oodbench (``run`` and ``fishyscapes-predict`` both call it): the
+    method's declared preprocessing, ``Method.predict`` under inference mode and the autocast rule of
+    :func:`oodbench.segmenters.inference.autocast`; scores leave as float32 whatever the autocast
+    dtype (float64 stays float64: the store names any value its storage dtype cannot hold).
+    """
+    x = normalise(images)
+    with torch.inference_mode(), autocast(device, amp):
+        anomaly, logits = method.predict(x)
+    sem = logits.argmax(dim=1).to(torch.uint8).cpu().numpy() if semantic else None
+    anomaly_np = (anomaly if anomaly.dtype == torch.float64 else anomaly.float()).cpu().numpy()
+    return anomaly_np, sem
 
 
 def method_fingerprint(method, method_name: str) -> dict[str, Any]:
@@ -211,14 +230,8 @@ def predict_split(
         return guarded
 
     def flush(fids: list[str], images: list[torch.Tensor]) -> None:
-        x = normalise(torch.stack(images))
-        with torch.inference_mode(), autocast(device, cfg.amp):
-            anomaly, logits = method.predict(x)
-        sem = logits.argmax(dim=1).to(torch.uint8) if want_semantic else None
-        # one host sync per batch
-        # float64 scores stay float64: the store names any value its dtype cannot hold
-        anomaly_np = (anomaly if anomaly.dtype == torch.float64 else anomaly.float()).cpu().numpy()
-        sem_np = sem.cpu().numpy() if sem is not None else None
+        anomaly_np, sem_np = predict_batch(method, normalise, torch.stack(images), device, cfg.amp,
+                                           semantic=want_semantic)
         writes.append(pool.submit(store_batch, list(fids), anomaly_np, sem_np))
         # bound the write queue
         while len(writes) > 4:

@@ -135,7 +135,9 @@ def test_compare_does_not_import_torch(bench, tmp_path):
             f"assert c.main({argv!r}) == 0\n"
             "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
             "assert not bad, 'imported ' + ', '.join(bad[:5])\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    # cwd outside the checkout: `python -c` puts the cwd first on sys.path, where the source
+    # oodbench/ would shadow the installed package (CI tests the wheel)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 

@@ -123,7 +123,10 @@ def make_split(root: Path, frames: int, seed: int = 0) -> None:
 def _time(code: str, *args: str) -> tuple[float, float, list[str]]:
     """(process wall s, in-process s, [the line before the last]) of ``python -c code args``."""
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+    # cwd outside any checkout: `python -c` puts the cwd first on sys.path, where a source tree's
+    # oodbench/ would shadow the installed package
+    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True,
+                         cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
     lines = out.stdout.strip().splitlines()
     return wall, float(lines[-1]), lines[-2:-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -22,8 +23,10 @@ def _run_without_torch(argv: list, extra: str = "") -> subprocess.CompletedProce
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "assert not bad, 'imported ' + ', '.join(bad[:5])\n"
     )
+    # cwd outside the checkout: `python -c` puts the cwd first on sys.path, where the source
+    # oodbench/ would shadow the installed package (CI tests the wheel)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+                          cwd=tempfile.gettempdir(), env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 

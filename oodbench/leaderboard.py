@@ -60,14 +60,16 @@ def aggregate_seeds(results: Sequence[Result]) -> list[tuple[Result, list[Result
     """
     groups: dict[tuple, list[Result]] = {}
     for r in results:
-        groups.setdefault(r.identity, []).append(r)
+        # rows of different sources (ours, each publication) never merge
+        source = r.notes.get("source", "ours") if isinstance(r.notes, dict) else "ours"
+        groups.setdefault((*r.identity, source), []).append(r)
     out = []
     for identity, recs in groups.items():
         if len(recs) > 1:
             seeds = [r.training_seed for r in recs]
             if None in seeds or len(set(seeds)) != len(seeds) or len({_seed_key(r) for r in recs}) != 1:
                 raise RecordError(
-                    f"{len(recs)} records of (method, dataset, protocol, FPR95 rule) = {identity} differ in more "
+                    f"{len(recs)} records of (method, dataset, protocol, FPR95 rule) = {identity[:-1]} differ in more "
                     f"than the training seed (seeds {seeds}); only runs of one configuration with distinct "
                     "training seeds are averaged -- keep one record per configuration")
             recs = sorted(recs, key=lambda r: r.training_seed)

@@ -12,10 +12,10 @@ from importlib import resources
 
 import pandas as pd
 
-from .leaderboard import METRIC_COLUMNS
-from .results import default_fpr_rule
+from .leaderboard import METRIC_COLUMNS, to_frame
+from .results import Result, default_fpr_rule
 
-__all__ = ["load_published", "published_frame", "merge_published"]
+__all__ = ["load_published", "published_records", "published_frame", "merge_published"]
 
 
 @lru_cache(maxsize=1)
@@ -25,21 +25,28 @@ def load_published() -> dict:
     return json.loads(text)
 
 
-def published_frame() -> pd.DataFrame:
-    rows = []
+def published_records() -> list[Result]:
+    """The published numbers as result records (the leaderboard's one input type).
+
+    ``protocol_version`` is ``"published"``, the rule is the protocol's own (the publishers' official
+    protocols fix it), ``notes["source"]`` names the publication, and ``num_frames`` is ``None``
+    (not reported). Nothing is stamped: these records were not computed here.
+    """
+    out = []
     for e in load_published()["entries"]:
-        row = {
-            "dataset": e["dataset"], "benchmark": e["benchmark"], "method": e["method"],
-            "protocol": e["protocol"], "protocol_version": "published",
-            # the publishers' protocol fixes the rule (official ones); they share our tables by it
-            "fpr_rule": default_fpr_rule(e["protocol"]) or "", "synthetic": False, "untrained": False,
-            "source": e["source"], "num_frames": None, "plugin": "", "checkpoint_sha256": None,
-            "git_commit": None,
-        }
-        for key in METRIC_COLUMNS:
-            row[key] = e["metrics"].get(key)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        out.append(Result(
+            method=e["method"], dataset=e["dataset"], benchmark=e["benchmark"], protocol=e["protocol"],
+            protocol_version="published", fpr_rule=default_fpr_rule(e["protocol"]),
+            metrics={k: v for k, v in e["metrics"].items() if k in METRIC_COLUMNS},
+            num_frames=None, synthetic=False, notes={"source": e["source"]},
+        ))
+    return out
+
+
+def published_frame() -> pd.DataFrame:
+    """:func:`published_records` through the leaderboard's :func:`~oodbench.leaderboard.to_frame`, one
+    row per entry (a board may list one method twice, e.g. with and without OoD training data)."""
+    return pd.concat([to_frame([r]) for r in published_records()], ignore_index=True)
 
 
 def merge_published(df: pd.DataFrame, datasets: list[str] | None = None) -> pd.DataFrame:

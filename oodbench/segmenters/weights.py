@@ -136,8 +136,12 @@ def _numpy_safe_globals() -> list[Any]:
     return allowed
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[Any, str]:
-    """Load a checkpoint file safely; return ``(object, sha256)``.
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    sha256: bool = True) -> tuple[Any, str | None]:
+    """Load a checkpoint file safely; return ``(object, sha256)`` (``None`` when ``sha256=False``).
+
+    The one safe reader of oodbench (released weights, training checkpoints, RPL files): safetensors,
+    or ``torch.load(weights_only=True)`` with only the numpy scalar types allowed beyond it.
 
     Raises:
         CheckpointError: the file is missing, not a checkpoint, or needs unsafe unpickling.
@@ -145,17 +149,17 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Any, str]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
-    sha = file_sha256(path)
+    sha = file_sha256(path) if sha256 else None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path), device="cpu"), sha
+            return load_file(str(path), device=str(map_location)), sha
         except Exception as exc:  # safetensors raises its own SafetensorError
             raise CheckpointError(f"checkpoint {path}: not a valid safetensors file: {exc}") from exc
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()
         unsafe = [ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln][:3]

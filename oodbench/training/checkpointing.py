@@ -35,14 +35,12 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; check that the ``required`` keys are present."""
+    """Load a training checkpoint through the one safe reader
+    (:func:`oodbench.segmenters.weights.read_checkpoint`); check that the ``required`` keys are present."""
+    from oodbench.segmenters.weights import read_checkpoint
+
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist")
-    try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # the safe unpickler's message says which global it refused
-        raise CheckpointError(f"cannot load checkpoint {p} with weights_only=True: {exc}") from exc
+    obj, _ = read_checkpoint(p, map_location=map_location, sha256=False)
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {p} holds a {type(obj).__name__}, expected a dict")
     missing = [k for k in required if k not in obj]

@@ -6,7 +6,7 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/bench_bootstrap.py [--frames 1000] [--real-frames 8]
         [--height 1024 --width 2048] [--replicates 1000] [--json out.json]
 
-``--real-frames`` synthetic frames of ``height x width`` pixels are generated (perf-baselines
+``--real-frames`` synthetic frames of ``height x width`` pixels are generated (the benchmark
 data: 2 % anomaly, 10 % void, ``sigmoid(N(0, 1) + frame shift)`` scores, anomalies +1.8125, float32
 and their float16 rounding) and fed to the accumulators, timing one ``update`` per frame:
 ``FrameCollector`` (the bootstrap state), ``ExactPixelAccumulator`` and ``SmiycPixelAccumulator``

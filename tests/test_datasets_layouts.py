@@ -2,7 +2,7 @@
 
 Trees come from :mod:`oodbench.datasets._trees` (a few 4x6 px frames per split; labels hold every
 raw value of the encoding), so the official counts (1203 LAF test frames -> 1043 noKnown, 327
-ObstacleTrack test frames) and the raw -> 0/1/255 tables are checked exactly, without /work/shared.
+ObstacleTrack test frames) and the raw -> 0/1/255 tables are checked exactly, without ../shared.
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def test_published_rows_are_marked(tmp_path):
     md = render_markdown(df)
     assert "| rpl " in md and "| ours " in md
     # the RPL+CoroCL row of the official SMIYC AnomalyTrack-test board, typed from
-    # benchmarks.md §6.1 (SegmentMeIfYouCan/segment-me-if-you-can:assets/leaderboard.json): AuPRC, FPR95,
+    # docs/benchmarks.md §6.1 (SegmentMeIfYouCan/segment-me-if-you-can:assets/leaderboard.json): AuPRC, FPR95,
     # sIoU, PPV, mean F1 in %; cells compared without the column padding (one table per protocol:
     # the protocol is in the table's heading, not a column)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if line.startswith("| RPL+CoroCL ")]

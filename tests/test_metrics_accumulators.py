@@ -138,7 +138,7 @@ def _toy_town(rng, k=3, shift=0.0):
 
 
 def _densehybrid_open_miou(data, k=3, tpr=0.95):
-    """DenseHybrid's open-set mIoU written from benchmarks.md §5.1 (``matejgrcic/DenseHybrid:evaluate_osr.py``):
+    """DenseHybrid's open-set mIoU written from docs/benchmarks.md §5.1 (``matejgrcic/DenseHybrid:evaluate_osr.py``):
     per group, threshold = the ``sklearn.roc_curve`` threshold at the first TPR > 0.95 on the *other*
     group's score maps halved by torch (bilinear scores, nearest labels, ignore dropped); pixels above
     it are predicted as class k; IoU from the (k+1)-class confusion of non-ignore pixels; nanmean over

@@ -96,7 +96,7 @@ class Recorder(PoolSampler):
 def test_default_sets_are_the_reference_computation():
     city, cg, coco, og = _inputs()
     loss = corocl_loss(city, cg, coco, og, max_views=4, generator=torch.Generator().manual_seed(1))
-    # the reference (rpl-official.md §4.2): N per pool, anchors city OoD+inlier, contrasts anchors + COCO OoD+inlier
+    # the reference (docs/rpl-official.md §4.2): N per pool, anchors city OoD+inlier, contrasts anchors + COCO OoD+inlier
     import torch.nn.functional as F
 
     flat = lambda p: F.normalize(p, dim=1).permute(0, 2, 3, 1).reshape(-1, 5)

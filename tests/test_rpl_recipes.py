@@ -37,7 +37,7 @@ def _dry_run(capsys, *argv: str) -> dict:
 
 # ------------------------------------------------------------------------------------ recipes
 def test_reference_recipe_is_the_released_training_step(tmp_path):
-    """--recipe reference: fp32 and every quirk of rpl-official.md §5-§6 switched on, 40 epochs."""
+    """--recipe reference: fp32 and every quirk of docs/rpl-official.md §5-§6 switched on, 40 epochs."""
     import numpy as np
     import torch
 

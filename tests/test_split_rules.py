@@ -4,7 +4,7 @@ ObstacleTrack test/val and LostAndFound-testNoKnown, against the *published* spl
 These splits are only ever exercised on trees oodbench writes itself (their test labels are hidden
 or the data cannot be redistributed), so a rule copied wrongly into an adapter would pass any test
 that compares the adapter with its own constants. Here every constant is typed from the source named
-next to it (summarised in ``/work/shared/reference/benchmarks.md`` §1.2, §1.3, §1.5), nothing is
+next to it (summarised in ``docs/benchmarks.md`` §1.2, §1.3, §1.5), nothing is
 imported from the adapters, and each tree is written with the published file naming by this module
 (not by ``oodbench.datasets._trees``). The trees are built so that a wrong rule gives a different
 frame list: excluded sequences interleave with kept ones, near-miss ids sit next to excluded ids,

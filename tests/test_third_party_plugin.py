@@ -83,7 +83,7 @@ def test_plugin_runs_through_the_cli_and_records_provenance(plugin_site, synth_r
 def _darkness_auprc(root) -> float:
     """The plugin's pooled AuPRC computed here: score = -(channel mean of the ImageNet-normalised
     image), Fishyscapes protocol = sklearn's average precision over all pixels labelled 0 or 1
-    (benchmarks.md §2.2)."""
+    (docs/benchmarks.md §2.2)."""
     import numpy as np
     import torch
     from sklearn.metrics import average_precision_score

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "experiments" / "README.md"
 BEGIN, END = "<!-- table -->", "<!-- /table -->"
 
-#: training images per set (Cityscapes train: rpl-official.md §9; Vistas v1.2 training: the Vistas
+#: training images per set (Cityscapes train: docs/rpl-official.md §9; Vistas v1.2 training: the Vistas
 #: paper's split; WildDash 2: the RPL supplementary §B)
 IMAGES = {"cityscapes": 2975, "vistas-v1.2": 18000, "wilddash2": 4255}
 SHORT = {"fishyscapes-static-val": "FS-Static", "fishyscapes-laf-val": "FS-L&F", "smiyc-anomaly-val": "SMIYC-A",

@@ -13,7 +13,7 @@ this precedence (later wins):
 ``--dry-run`` prints and ``config.json`` next to the checkpoints keeps (as ``recipe`` plus the
 values themselves).
 
-Recipes (rpl-official.md §5, §6, §12.10):
+Recipes (docs/rpl-official.md §5, §6, §12.10):
 
 * ``reference`` -- what the released code does: fp32 (no autocast), its data quirks (h-flip 0.8,
   Cityscapes not shuffled, the 0.5 paste scale listed twice, the inclusive crop bound, the LR set

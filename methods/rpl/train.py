@@ -142,7 +142,7 @@ class RPLTrainConfig(EngineConfig):
         "keep the Cityscapes scale); 0 keeps their size")})
 
 
-#: the validation sets of the released trainer (rpl-official.md §6, ``valid.py``), in its order
+#: the validation sets of the released trainer (docs/rpl-official.md §6, ``valid.py``), in its order
 PAPER_VAL_SPLITS = ("smiyc-anomaly-val", "smiyc-obstacle-val", "fishyscapes-static-val", "fishyscapes-laf-val",
                     "road-anomaly")
 

@@ -1,7 +1,7 @@
 """Checkpoint selection on validation numbers, said out loud.
 
 The released RPL code validated every 185 iterations on the labelled validation splits and the
-authors picked the checkpoint they report from those runs (rpl-official.md §6, ``docs/result.md``):
+authors picked the checkpoint they report from those runs (docs/rpl-official.md §6, ``docs/result.md``):
 numbers *chosen* on an evaluation split. Here a selection rule ``SPLIT:METRIC`` keeps the
 checkpoint of the best ``<SPLIT>/<METRIC>`` validation so far as ``best-<SPLIT>-<METRIC>.pth``,
 and that file carries ``selected_on: SPLIT`` (and ``selection``: rule, value, iteration), which

@@ -143,7 +143,8 @@ def run_killed(args, env: dict, writes: int, gate: Path) -> None:
 
 
 def _record(results: Path, dataset: str) -> dict:
-    return json.loads((results / f"toy__{dataset}.json").read_text())
+    (path,) = results.glob(f"toy__{dataset}__*.json")  # <name>__<split>__<protocol>.json: exactly one
+    return json.loads(path.read_text())
 
 
 def _snapshot(root: Path) -> dict:

@@ -360,7 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(extensions=_needs_extensions(argv))
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's final flush
+        return code
     except BrokenPipeError:
         # the reader went away (``oodbench list methods | head -1``): stop quietly, and keep Python's
         # final flush of stdout from printing a second error

@@ -228,3 +228,15 @@ def segmenter_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "segmenter.pth"
     segmenters.save_checkpoint(segmenters.build("deeplabv3plus_small"), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def rpl_synth(synth_root, segmenter_ckpt, tmp_path_factory):
+    """RPL training inputs on the synthetic benchmark: (data root, a private copy of its COCO part
+    with outlier-exposure masks, seeded closed-set weights of the small segmenter)."""
+    from oodbench.datasets.coco import prepare_coco_ood
+
+    coco = tmp_path_factory.mktemp("rpl_coco") / "coco"
+    shutil.copytree(synth_root / "coco", coco)
+    prepare_coco_ood(coco, progress=False)
+    return synth_root, coco, segmenter_ckpt

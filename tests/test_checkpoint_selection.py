@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import pytest
 import torch
@@ -105,18 +104,9 @@ def test_finetune_from_an_rpl_checkpoint_with_extra_data(tmp_path, coco_pairs, m
 
 # ------------------------------------------------------------------------------------ end to end (synthetic)
 @pytest.fixture(scope="module")
-def synth_rpl(synth_root, tmp_path_factory):
-    from oodbench import segmenters
-    from oodbench.datasets.coco import prepare_coco_ood
-
-    d = tmp_path_factory.mktemp("paper")
-    coco = d / "coco"
-    shutil.copytree(synth_root / "coco", coco)
-    prepare_coco_ood(coco, progress=False)
-    torch.manual_seed(0)
-    ckpt = d / "closed_set.pth"
-    segmenters.save_checkpoint(segmenters.build("deeplabv3plus_small"), ckpt)
-    return d, synth_root, coco, ckpt
+def synth_rpl(rpl_synth, tmp_path_factory):
+    """(work folder, data root, COCO with OE masks, closed-set weights)."""
+    return (tmp_path_factory.mktemp("paper"), *rpl_synth)
 
 
 def _train_cli(out, data, *extra):

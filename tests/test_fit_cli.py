@@ -9,17 +9,10 @@ import subprocess
 import pytest
 
 
-
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    import torch
-
-    from oodbench import segmenters
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "segmenter.pth"
-    segmenters.save_checkpoint(segmenters.build("deeplabv3plus_small"), path)
-    return path
+def ckpt(segmenter_ckpt):
+    """The seeded small-segmenter weights of conftest."""
+    return segmenter_ckpt
 
 
 def one_line_error(proc, *needles):

@@ -13,7 +13,6 @@ script), with the working directory outside the checkout (see :func:`_run`).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,19 +28,9 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def rpl_data(synth_root, tmp_path_factory):
-    """The synthetic Cityscapes set, a private copy of its COCO part with OE masks, a closed-set checkpoint."""
-    from oodbench import segmenters
-    from oodbench.datasets.coco import prepare_coco_ood
-
-    d = tmp_path_factory.mktemp("rpl_ddp")
-    coco = d / "coco"
-    shutil.copytree(synth_root / "coco", coco)
-    prepare_coco_ood(coco, progress=False)
-    torch.manual_seed(0)
-    ckpt = d / "closed_set.pth"
-    torch.save({"model_state": segmenters.build("deeplabv3plus_small").state_dict()}, ckpt)
-    return synth_root, coco, ckpt
+def rpl_data(rpl_synth):
+    """(data root, COCO with OE masks, closed-set weights): conftest's ``rpl_synth``."""
+    return rpl_synth
 
 
 def _args(out: Path, data, batch: int) -> list[str]:

@@ -70,11 +70,6 @@ class _FrameImages(torch.utils.data.Dataset):
         return frame.frame_id, torch.from_numpy(np.ascontiguousarray(frame.image))
 
 
-def _normaliser(method, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The method's declared normalisation (:func:`oodbench.preprocess.normaliser`)."""
-    return normaliser(method, device)
-
-
 def predict_batch(method, normalise: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                   device: torch.device, amp: str | None = None,
                   semantic: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -209,7 +204,7 @@ def predict_split(
 
     device = torch.device(cfg.device)
     method.to(device)
-    normalise = _normaliser(method, device)
+    normalise = normaliser(method, device)
     loader = torch.utils.data.DataLoader(
         _FrameImages(split, todo),
         batch_size=None,

@@ -149,6 +149,67 @@ def test_replicates_equal_the_accumulators_on_resampled_frames():
                 assert v[0] == pytest.approx(ref[k], abs=1e-12), (type(acc).__name__, k)
 
 
+def _top_tie_frames(rng):
+    """float16 frames whose top bins tie across frames with different anomaly / inlier mixes."""
+    out = []
+    for anomaly_top, inlier_top, lower in ((40, 0, 0), (0, 7, 0), (12, 3, 10), (40, 0, 10)):
+        lab = np.zeros((40, 60), np.uint8)
+        s = rng.uniform(0.0, 0.9, lab.shape)
+        lab.reshape(-1)[:anomaly_top] = 1
+        s.reshape(-1)[: anomaly_top + inlier_top] = 0.999
+        lab.reshape(-1)[100:100 + lower] = 1          # anomaly pixels lower down
+        out.append((s.astype(np.float16), lab))
+    return out
+
+
+@pytest.mark.parametrize("case", ["official", "top-ties"])
+def test_smiyc_replicates_equal_the_curve_on_many_draws(case, monkeypatch):
+    """The SMIYC replicate formulas (sums over the thresholds where TP moves, with the curve's
+    stand-alone first point) against the accumulator on the resampled frames.
+
+    ``official``: float16 scores (ties across frames below the top), frames without anomalies and a
+    frame whose top bin holds every anomaly pixel (the first point reaches TPR 0.95 when that frame
+    is drawn alone).  ``top-ties``: frames whose top bins share one threshold with different mixes,
+    where the first point's row is a convention (documented): the accumulator is told to take the
+    first drawn frame's top row instead of numpy 1.23's argsort pick, so both build one curve."""
+    rng = np.random.default_rng(21)
+    if case == "official":
+        frames = _frames(6, seed=21)
+        lab = np.zeros((40, 60), np.uint8)
+        lab[:5, :8] = 1
+        frames.append((np.where(lab == 1, 0.999, rng.uniform(0.0, 0.9, lab.shape)).astype(np.float16), lab))
+        frames.append((rng.uniform(0, 0.9, (40, 60)).astype(np.float16), np.zeros((40, 60), np.uint8)))
+    else:
+        frames = _top_tie_frames(rng)
+        import oodbench.metrics.smiyc as smiyc_mod
+
+        monkeypatch.setattr(smiyc_mod, "np1_argsort_at",
+                            lambda thr, _: int(np.flatnonzero(thr == thr.max())[0]))
+    sm = SmiycPixelAccumulator()
+    for s, lab in frames:
+        sm.update(s, lab)
+    w = frame_weights(40, len(frames), seed=5).astype(np.float64)
+    w[0] = 0
+    if case == "official":
+        w[0, 6], w[0, 7] = 1, 3               # the all-in-top-bin frame alone, with inlier frames
+    else:
+        w[0, 0], w[0, 1] = 1, 1               # first point (40, 0) tops a tied column (40, 7)
+    got = resampler(sm).metrics(w)
+    for r in range(w.shape[0]):
+        ref = SmiycPixelAccumulator()
+        for s, lab in _repeat(frames, w[r]):
+            ref.update(s, lab)
+        if ref.n_pos == 0:
+            assert all(np.isnan(v[r]) for v in got.values())
+            continue
+        want = ref.compute()
+        for k, v in got.items():
+            assert v[r] == pytest.approx(want[k], abs=1e-12), (r, k)
+    assert got["fpr95"][0] == 0.0 and got["auprc"][0] == 1.0
+    with pytest.raises(ValueError, match="multiplicities"):
+        resampler(sm).metrics(np.full((1, len(frames)), 0.5))
+
+
 def test_point_equals_compute_for_every_source():
     frames = _frames(5, seed=8)
     sm = SmiycPixelAccumulator()

@@ -58,17 +58,37 @@ def _positional_ids(n: int) -> list[str]:
 class SmiycPixelResampler:
     """SMIYC ``PixBinaryClass`` (``auprc``, ``auroc``, ``fpr95``, ``best_f1``) of resampled frames.
 
-    A replicate concatenates each frame's bin table as often as the frame was drawn and builds the
-    official pooled curve (:mod:`.smiyc`).  One detail is approximated: when several drawn rows
-    share the top threshold, the official curve's stand-alone first point takes one of them in
-    numpy 1.23 argsort order; here it takes the first drawn frame's row (it moves the first curve
-    point only).  Frame ids are the ``order=`` positions when every frame has one, else the update
-    index (``#i``).
+    A replicate is the official pooled curve (:mod:`.smiyc`) of the concatenation of each frame's
+    bin table, taken as often as the frame was drawn: one point per distinct threshold
+    (descending) with the weighted cumulative counts ``TP`` / ``FP``, after a stand-alone first
+    point ``(T0, F0)`` (the top row of one table at the highest drawn threshold) and ``(0, 0)``.
+    Rather than materialise that curve (a point per distinct threshold, ~770 k for 1000 frames)
+    for every replicate, the metrics are evaluated on the thresholds ``J`` where some table has
+    anomaly pixels -- the only places where ``TP`` moves.  For ``j`` in ``J``: ``a_j`` anomaly and
+    ``b_j`` inlier pixels at ``j``, ``g_j`` inlier pixels at thresholds in ``(j_prev, j]``, each a
+    sparse ``|J| x F`` matrix (built once) times the replicate's frame weights, and
+    ``TP_j = cumsum(a)``, ``FP_j = cumsum(g)``:
+
+    * ``AP = sum_i dTPR_i precision_i = (1/P) sum_j a_j TP_j / (TP_j + FP_j)``;
+    * ``AUROC = sum_i dFPR_i (TPR_i + TPR_{i-1}) / 2 = (1/PN) (sum_j g_j TP_{j_prev} + 1/2 sum_j a_j b_j)``
+      (inlier pixels between two anomaly thresholds see a constant ``TP``; ``g`` has one more
+      entry for the thresholds below the last ``j``);
+    * ``FPR95 = FP_j / N`` at the first point with ``TP / P >= 0.95`` (a ``j``, or ``(T0, F0)``);
+    * ``best F1 = max 2 TP / (TP + FP + P)`` over ``(T0, F0)`` and ``J`` (F1 only rises where
+      ``TP`` does);
+
+    with the stand-alone first point's two trapezoids and two AP terms put in place of the
+    top threshold's.  Counts are integers below 2**53, so TPR, FPR, F1 and the FPR95 point are
+    bit-identical to the materialised curve's; AP and AUROC are its sums in another order (~1e-16).
+    One detail is approximated: when several drawn rows share the top threshold, the official
+    curve's stand-alone first point takes one of them in numpy 1.23 argsort order; here it takes
+    the first drawn frame's row (it moves the first curve point only).  Frame ids are the
+    ``order=`` positions when every frame has one, else the update index (``#i``).
     """
 
-    chunk: ClassVar[int] = 8
+    chunk: ClassVar[int] = 64           # replicates are computed one by one (vectors stay in cache)
 
-    def __init__(self, acc: SmiycPixelAccumulator, _rows: tuple | None = None) -> None:
+    def __init__(self, acc: SmiycPixelAccumulator | None, _rows: tuple | None = None) -> None:
         if _rows is not None:
             self.frame_ids, thr, tp, fp = _rows
         else:
@@ -83,19 +103,29 @@ class SmiycPixelResampler:
             fp = [acc.fp[i] for i in order]
         self._tables = (self.frame_ids, thr, tp, fp)
         f = len(thr)
+        sizes = [a.size for a in thr]
         flat = np.concatenate(thr) if f else np.zeros(0)
         u, inv = np.unique(flat, return_inverse=True)
         col = (u.size - 1 - inv).astype(np.int64)            # column 0 = highest threshold
-        row = np.repeat(np.arange(f), [a.size for a in thr])
-        shape = (f, u.size)
-        self.thresholds_desc = u[::-1]
-        self.S_tp = sparse.csr_matrix((np.concatenate(tp).astype(np.float64), (row, col)), shape=shape)
-        self.S_fp = sparse.csr_matrix((np.concatenate(fp).astype(np.float64), (row, col)), shape=shape)
+        row = np.repeat(np.arange(f), sizes)
+        tp_all = np.concatenate(tp).astype(np.float64) if f else np.zeros(0)
+        fp_all = np.concatenate(fp).astype(np.float64) if f else np.zeros(0)
+        self.J = np.unique(col[tp_all > 0])                  # columns where TP moves
+        seg = np.searchsorted(self.J, col)                   # j of the segment (j_prev, j]
+        on_j = seg < self.J.size
+        on_j[on_j] = self.J[seg[on_j]] == col[on_j]
+        nj = self.J.size
+        self.A = sparse.csr_matrix((tp_all[on_j], (seg[on_j], row[on_j])), shape=(nj, f))
+        self.B = sparse.csr_matrix((fp_all[on_j], (seg[on_j], row[on_j])), shape=(nj, f))
+        self.G = sparse.csr_matrix((fp_all, (seg, row)), shape=(nj + 1, f))
         # per frame: its highest threshold (tables are stored in descending order) and that row
-        starts = np.cumsum([0] + [a.size for a in thr[:-1]]).astype(np.int64) if f else np.zeros(0, np.int64)
+        starts = np.cumsum([0] + sizes[:-1]).astype(np.int64) if f else np.zeros(0, np.int64)
         self.top_col = col[starts]
         self.top_tp = np.array([a[0] for a in tp], np.float64)
         self.top_fp = np.array([a[0] for a in fp], np.float64)
+        # the top column's other rows (frames sharing a frame's top threshold), for (T0, F0)'s column
+        self._col_tp = sparse.csc_matrix((tp_all, (row, col)), shape=(f, u.size))
+        self._col_fp = sparse.csc_matrix((fp_all, (row, col)), shape=(f, u.size))
         self.n_pos = np.array([a.sum() for a in tp], np.float64)
         self.n_neg = np.array([a.sum() for a in fp], np.float64)
 
@@ -106,42 +136,58 @@ class SmiycPixelResampler:
 
     def metrics(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         w = np.atleast_2d(weights)
+        if not np.array_equal(w, np.floor(w)) or (w < 0).any():
+            raise ValueError("SMIYC pixel replicates take frame multiplicities (non-negative integers)")
         out = {k: np.full(w.shape[0], np.nan) for k in ("auprc", "auroc", "fpr95", "best_f1")}
-        tp_cols = np.asarray((self.S_tp.T @ w.T).T)        # r x U, descending thresholds
-        fp_cols = np.asarray((self.S_fp.T @ w.T).T)
         P, N = w @ self.n_pos, w @ self.n_neg
-        for r in range(w.shape[0]):
-            if P[r] == 0 or N[r] == 0:
-                continue
-            drawn = np.flatnonzero(w[r] > 0)
-            top = self.top_col[drawn].min()
-            f0 = drawn[np.flatnonzero(self.top_col[drawn] == top)[0]]
-            # columns without a drawn row repeat the previous curve point: no effect on the metrics
-            TP = np.concatenate([[self.top_tp[f0]], np.cumsum(tp_cols[r, top:])])
-            FP = np.concatenate([[self.top_fp[f0]], np.cumsum(fp_cols[r, top:])])
-            vals = _smiyc_curve(TP, FP, P[r], N[r])
-            for k in out:
-                out[k][r] = vals[k]
+        for i in range(w.shape[0]):
+            if P[i] > 0 and N[i] > 0:
+                for k, v in self._replicate(w[i], P[i], N[i]).items():
+                    out[k][i] = v
         return out
 
+    def _replicate(self, w: np.ndarray, P: float, N: float) -> dict[str, float]:
+        """The four metrics of one row of frame weights (see the class notes for the formulas)."""
+        a, b, g = self.A @ w, self.B @ w, self.G @ w
+        # counts are integers: int64 running sums are exact, and ~5x faster than float ones
+        TP = np.cumsum(a.astype(np.int64)).astype(np.float64)
+        FP = np.cumsum(g[:-1].astype(np.int64)).astype(np.float64)
+        roc = float(g[1:] @ TP) + 0.5 * float(a @ b)
+        s = TP + FP
+        k95 = _first_at_least(TP, P)
+        fp95 = FP[k95] if k95 < TP.size else N          # no point reaches 0.95: FPR95 = 1
+        ap = float(a @ (TP / np.maximum(s, 1.0)))        # s = 0 only where TP = a = 0
+        s += P
+        f1 = 2.0 * float(np.max(np.divide(TP, s, out=s), initial=0.0))
+        # the stand-alone first point (T0, F0) in front of the top drawn threshold's column
+        drawn = np.flatnonzero(w > 0)
+        top = self.top_col[drawn].min()
+        f0 = drawn[np.flatnonzero(self.top_col[drawn] == top)[0]]
+        t0, e0 = self.top_tp[f0], self.top_fp[f0]
+        tp_top, fp_top = _column_dot(self._col_tp, top, w), _column_dot(self._col_fp, top, w)
+        prec_top = tp_top / (tp_top + fp_top) if tp_top + fp_top > 0 else 1.0
+        prec0 = t0 / (t0 + e0) if t0 + e0 > 0 else 1.0
+        return {"auprc": (ap + t0 * (prec0 - prec_top)) / P,
+                "auroc": (roc + 0.5 * (fp_top * t0 - e0 * tp_top)) / (P * N),
+                "fpr95": e0 / N if t0 / P >= 0.95 else float(fp95 / N),
+                "best_f1": max(f1, 2.0 * t0 / (t0 + e0 + P))}
 
-def _smiyc_curve(TP: np.ndarray, FP: np.ndarray, P: float, N: float) -> dict[str, float]:
-    """The curve summary of :meth:`.smiyc.SmiycPixelAccumulator.compute` (thresholds not needed)."""
-    if TP[0] != 0 or FP[0] != 0:
-        TP, FP = np.r_[0.0, TP], np.r_[0.0, FP]
-    if TP[-1] != P or FP[-1] != N:  # pragma: no cover - every ROI pixel lies in some bin
-        TP, FP = np.r_[TP, P], np.r_[FP, N]
-    tpr, fpr = TP / P, FP / N
-    npred = TP + FP
-    precision = np.ones(TP.size)
-    precision[npred > 0] = TP[npred > 0] / npred[npred > 0]
-    f1 = (2 * TP) / (2 * TP + FP + (P - TP))
-    k95 = int(np.searchsorted(tpr, 0.95))
-    d = np.diff(fpr)
-    return {"auprc": float(np.sum(np.diff(tpr) * precision[1:])),
-            "auroc": float((d * (tpr[1:] + tpr[:-1]) / 2.0).sum()),
-            "fpr95": float(fpr[k95]) if k95 < tpr.size else 1.0,
-            "best_f1": float(np.nanmax(f1))}
+
+def _first_at_least(tp: np.ndarray, p: float, level: float = 0.95) -> int:
+    """First ``k`` with ``tp[k] / p >= level`` (``tp`` non-decreasing), ``tp.size`` if none; the
+    division decides, as on the materialised curve."""
+    k = int(np.searchsorted(tp, level * p))
+    while k > 0 and tp[k - 1] / p >= level:
+        k = int(np.searchsorted(tp, tp[k - 1]))
+    while k < tp.size and tp[k] / p < level:
+        k = int(np.searchsorted(tp, tp[k], side="right"))
+    return k
+
+
+def _column_dot(m: sparse.csc_matrix, c: int, w: np.ndarray) -> float:
+    """``m[:, c] . w`` without building the column."""
+    lo, hi = m.indptr[c], m.indptr[c + 1]
+    return float(m.data[lo:hi] @ w[m.indices[lo:hi]])
 
 
 class ComponentResampler:

@@ -96,3 +96,27 @@ def test_plugin_split_without_load_labels_gets_the_default():
     labels = OnlyLoad(".").load_labels("a")
     assert labels.frame_id == "a" and labels.meta == {"k": 1} and labels.label.shape == (2, 3)
     assert OnlyLoad(".").calibration_group(labels) == "all" and OnlyLoad.semantic_mapping is None
+
+
+def test_semantic_bootstrap_counts_same_cached_or_reread(fixture_tree):
+    """With --bootstrap, pass 2 also counts each frame's open-set / closed-set confusion at pass 1's
+    thresholds; the numbers, intervals and counts do not depend on what pass 1 kept."""
+    from oodbench.intervals import BootstrapSpec
+    from oodbench.metrics._resample import resampler
+
+    root, _ = fixture_tree
+    split = get_split("streethazards-test", root, check_count=False)
+    store = PredictionStore(root, "FixtureGood")
+    plain = evaluate_split(split, store, progress=False)
+    fid = split.frame_ids()[0]
+    one_frame = store.read_anomaly(split.key, fid).nbytes + 3 * split.load_labels(fid).semantic.size
+    outs = [evaluate_split(split, store, progress=False, pass2_cache_bytes=b, bootstrap=BootstrapSpec(n=50))
+            for b in (0, one_frame, 1 << 40)]
+    for ev in outs:
+        assert ev.metrics == plain.metrics and ev.ci == outs[0].ci
+        assert ev.frame_states["semantic"].frame_ids == split.frame_ids()
+        assert "not_covered" not in ev.bootstrap
+    assert {"open_miou", "closed_miou"} <= set(outs[0].ci)
+    point = resampler(outs[0].frame_states["semantic"]).metrics(np.ones((1, len(split.frame_ids()))))
+    for k, v in point.items():
+        assert v[0] == pytest.approx(plain.metrics[k], abs=1e-12), k

@@ -120,3 +120,36 @@ def test_semantic_bootstrap_counts_same_cached_or_reread(fixture_tree):
     point = resampler(outs[0].frame_states["semantic"]).metrics(np.ones((1, len(split.frame_ids()))))
     for k, v in point.items():
         assert v[0] == pytest.approx(plain.metrics[k], abs=1e-12), k
+
+
+def test_sharded_semantic_bootstrap_equals_one_process(fixture_tree):
+    """Two shards (threads exchanging state dicts at every reduce, like the all-gather of
+    ``oodbench.sharding``) give the single-process metrics and intervals, open-set mIoU included."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from oodbench.intervals import BootstrapSpec
+
+    root, _ = fixture_tree
+    split = get_split("streethazards-test", root, check_count=False)
+    store = PredictionStore(root, "FixtureGood")
+    spec = BootstrapSpec(n=50)
+    whole = evaluate_split(split, store, progress=False, bootstrap=spec)
+    ids = split.frame_ids()
+    barrier, slots = threading.Barrier(2), [None, None]
+
+    def reducer(rank):
+        def reduce(acc):
+            slots[rank] = acc.state_dict()
+            barrier.wait()
+            states = list(slots)
+            barrier.wait()
+            return type(acc).merge_states(states)
+        return reduce
+
+    shards = [ids[:5], ids[5:]]
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda r: evaluate_split(split, store, frame_ids=shards[r], reduce=reducer(r),
+                                                      progress=False, bootstrap=spec), (0, 1)))
+    for ev in outs:
+        assert ev.metrics == whole.metrics and ev.ci == whole.ci and "open_miou" in ev.ci

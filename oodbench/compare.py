@@ -38,7 +38,7 @@ def compare_split(split: Any, predictions: Any, method_a: str, method_b: str, sp
         where undefined).
     """
     from .evaluate import evaluate_split
-    from .intervals import NOT_COVERED, paired_intervals
+    from .intervals import paired_intervals
     from .metrics.bootstrap import _spec
     from .store import PredictionStore
 
@@ -53,9 +53,6 @@ def compare_split(split: Any, predictions: Any, method_a: str, method_b: str, sp
     paired = paired_intervals(a.frame_states, b.frame_states, spec)
     note = {**_spec(spec.n, spec.level, spec.seed, spec.method), **{
         k: v for k, v in (a.bootstrap or {}).items() if k in ("binned",)}}
-    missing = {k: why for k, why in NOT_COVERED.items() if k in a.metrics}
-    if missing:
-        note["not_covered"] = missing
     def values(ev: Any) -> dict[str, float | None]:
         return {k: (None if v is None or v != v else v) for k, v in ((k, ev.metrics.get(k)) for k in paired)}
 

@@ -4,7 +4,8 @@ Order of work (each step is a pass over the frames, reading predictions from the
 
 1. pixel metrics with the split's protocol (or the one asked for);
 2. SMIYC component metrics (sIoU, PPV, mean F1) at the method's best pixel-F1 threshold of pass 1,
-   for SMIYC splits under the ``smiyc`` protocol (the official order: PixBinaryClass, then SegEval);
+   for SMIYC splits under the ``smiyc`` protocol (the official order: PixBinaryClass, then SegEval),
+   and, with ``bootstrap``, the per-frame semantic counts at pass 1's open-set thresholds;
 3. closed-set and open-set mIoU when the split has semantic labels: every frame needs its semantic
    map (some missing is an error naming them); a store with none at all (e.g. another tool's
    anomaly-only predictions) gets these metrics listed under ``notes["metrics_not_computed"]``
@@ -14,8 +15,9 @@ Before any pass the stored frames must come from one configuration (the digest i
 file, :meth:`PredictionStore.check_single_config`); mixed stores are refused naming frames.
 
 Frames are read with :meth:`Split.load_labels <oodbench.datasets.Split.load_labels>`: images are
-never decoded. Pass 2 reuses the (checked) labels and scores pass 1 read while they fit in
-``pass2_cache_bytes`` (6 MB per 1024x2048 float16 frame) and re-reads only the rest.
+never decoded. Pass 2 reuses the (checked) labels, scores and semantic maps pass 1 read while they
+fit in ``pass2_cache_bytes`` (6 MB per 1024x2048 float16 frame with labels; ~4.6 MB per 720x1280
+StreetHazards frame with its semantic prediction and GT) and re-reads only the rest.
 
 ``reduce`` merges accumulator states across processes between passes (identity in one process;
 ``oodbench.sharding`` passes an all-gather merge), so sharded evaluation gives exactly the
@@ -25,7 +27,10 @@ With ``bootstrap`` (a :class:`~oodbench.intervals.BootstrapSpec`) the passes als
 states of the frame bootstrap (a :class:`~oodbench.metrics.FrameCollector` for the pooled
 ``exact`` / ``fishyscapes`` protocols; the SMIYC and StreetHazards accumulators and the SegEval
 components are per frame already), reduced like the accumulators; the output then carries ``ci``,
-``bootstrap`` and the ``frame_states`` (for paired comparisons, :mod:`oodbench.compare`).
+``bootstrap`` and the ``frame_states`` (for paired comparisons, :mod:`oodbench.compare`).  For
+open-set and closed-set mIoU pass 2 also runs (only with ``bootstrap``): it counts each frame's
+confusion at the open-set thresholds of pass 1 (:class:`~oodbench.metrics.OpenSetFrameCounts`,
+frame state ``"semantic"``), as the components use pass 1's pixel threshold.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -78,7 +83,8 @@ class EvaluationOutput:
     ci: dict[str, list[float | None]] = field(default_factory=dict)
     #: ``{"n", "level", "seed", "unit": "frame", ...}`` of the intervals, ``None`` without them
     bootstrap: dict[str, Any] | None = None
-    #: the resampled per-frame states by source (``"pixel"``, ``"components"``), in frame order
+    #: the resampled per-frame states by source (``"pixel"``, ``"components"``, ``"semantic"``), in
+    #: frame order
     frame_states: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -123,6 +129,39 @@ def _checked(frame, scores: np.ndarray, store: PredictionStore, key: str) -> tup
     return scores, labels  # finite: store.read_anomaly refuses NaN/inf for every reader
 
 
+class _Kept(NamedTuple):
+    """What pass 1 keeps of a frame for pass 2 (``None``: not needed by pass 2)."""
+
+    scores: np.ndarray
+    labels: np.ndarray | None
+    pred: np.ndarray | None
+    semantic: np.ndarray | None
+    group: str | None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.scores, self.labels, self.pred, self.semantic) if a is not None)
+
+
+def _semantic_inputs(split, store: PredictionStore, frame, sem: np.ndarray,
+                     sem_map: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """The frame's semantic prediction (in the split's classes, shape checked) and its group."""
+    if frame.semantic is None:
+        raise ContractError(f"{split.name}/{frame.frame_id}: split declares semantic labels but has none")
+    pred = sem_map[sem] if sem_map is not None else sem
+    if pred.shape != frame.semantic.shape:
+        raise PredictionError(
+            f"{store.semantic_path(split.key, frame.frame_id)}: shape {pred.shape} != "
+            f"label shape {frame.semantic.shape}"
+        )
+    return pred, split.calibration_group(frame)
+
+
+def _known_gt(semantic: np.ndarray, num_classes: int) -> np.ndarray:
+    """Closed-set GT over the known classes: anomaly pixels (id K) are ignored (§5.1)."""
+    return np.where(semantic >= num_classes, 255, semantic).astype(np.uint8)
+
+
 def evaluate_split(
     split,
     store: PredictionStore,
@@ -149,9 +188,10 @@ def evaluate_split(
             (``"cityscapes19"`` maps through the split's ``semantic_mapping``).
         fpr_rule: FPR95 rule (``oodbench.metrics.FPR_RULES``); default: the protocol's own.
             Official protocols refuse any other rule (``ValueError``); ``exact`` accepts all three.
-        pass2_cache_bytes: how much of pass 1's labels and scores may be kept for the component
-            pass (frames beyond it are read again); results do not depend on it.
-        bootstrap: also compute frame-bootstrap intervals of the pixel and component metrics.
+        pass2_cache_bytes: how much of pass 1's labels, scores and semantic maps may be kept for
+            pass 2 (frames beyond it are read again); results do not depend on it.
+        bootstrap: also compute frame-bootstrap intervals of the pixel, component and (open-set
+            and closed-set) mIoU metrics.
 
     Raises:
         LabelsHiddenError: the split has no public labels.
@@ -213,9 +253,12 @@ def evaluate_split(
             for src, dst in split.semantic_mapping.items():
                 sem_map[int(src)] = int(dst)
 
+    # pass 2 runs for the SMIYC components and, with the bootstrap, for the per-frame semantic
+    # counts at the full-sample open-set thresholds
+    sem_counts = bootstrap is not None and want_semantic
     # pass 1: pixel metrics (+ semantic accumulators, which need no threshold)
     fingerprint = DataFingerprint()
-    kept: dict[str, tuple[np.ndarray, np.ndarray]] = {}    # for pass 2, bounded by pass2_cache_bytes
+    kept: dict[str, _Kept] = {}    # for pass 2, bounded by pass2_cache_bytes
     kept_bytes = 0
     for frame, scores, sem in _progress(
         _frame_pairs(split, store, ids, want_semantic), len(ids), f"{split.name}: pixels", progress
@@ -225,42 +268,53 @@ def evaluate_split(
         pixel.update(scores, labels, frame_id=frame.frame_id)
         if collector is not None:
             collector.update(scores, labels, frame_id=frame.frame_id)
-        if components is not None and kept_bytes + scores.nbytes + labels.nbytes <= pass2_cache_bytes:
-            kept[frame.frame_id] = (scores, labels)
-            kept_bytes += scores.nbytes + labels.nbytes
         if want_semantic:
-            if frame.semantic is None:
-                raise ContractError(f"{split.name}/{frame.frame_id}: split declares semantic labels but has none")
-            pred = sem_map[sem] if sem_map is not None else sem
-            if pred.shape != frame.semantic.shape:
-                raise PredictionError(
-                    f"{store.semantic_path(split.key, frame.frame_id)}: shape {pred.shape} != "
-                    f"label shape {frame.semantic.shape}"
-                )
-            group = split.calibration_group(frame)
+            pred, group = _semantic_inputs(split, store, frame, sem, sem_map)
             open_set.update(scores, pred, frame.semantic, group=group, frame_id=frame.frame_id)
-            # closed-set mIoU over the known classes: anomaly pixels (id K) are ignored (§5.1)
-            known_gt = np.where(frame.semantic >= split.num_classes, 255, frame.semantic).astype(np.uint8)
-            closed.update(pred, known_gt, frame_id=frame.frame_id)
+            closed.update(pred, _known_gt(frame.semantic, split.num_classes), frame_id=frame.frame_id)
+        if components is not None or sem_counts:
+            item = _Kept(scores, labels if components is not None else None,
+                         *((pred, frame.semantic, group) if sem_counts else (None, None, None)))
+            if kept_bytes + item.nbytes <= pass2_cache_bytes:
+                kept[frame.frame_id] = item
+                kept_bytes += item.nbytes
     pixel = reduce(pixel)
     fingerprint = reduce(fingerprint)
     metrics = dict(pixel.compute())
     frame_states: dict[str, Any] = {}
     if bootstrap is not None:
         frame_states["pixel"] = reduce(collector) if collector is not None else pixel
+    semantic_metrics: dict[str, Any] = {}
+    if want_semantic:
+        open_set = reduce(open_set)
+        closed = reduce(closed)
+        thresholds = open_set.thresholds()
+        semantic_metrics = {**open_set.metrics_at(thresholds), **closed.compute()}
 
-    # pass 2: SMIYC component metrics at the best pixel-F1 threshold of pass 1
+    # pass 2: SMIYC component metrics at the best pixel-F1 threshold of pass 1, and the bootstrap's
+    # per-frame semantic counts at the open-set thresholds of pass 1
+    comp = counts = None
     if components is not None:
         thr = float(metrics["best_f1_threshold"])
         comp = M.SmiycComponentAccumulator(config=components, threshold=thr)
-        reread = iter(_frame_pairs(split, store, [f for f in ids if f not in kept], False))
-        for fid in _progress(ids, len(ids), f"{split.name}: components", progress):
+    if sem_counts:
+        counts = M.OpenSetFrameCounts(num_known=split.num_classes, thresholds=thresholds)
+    if comp is not None or counts is not None:
+        desc = "components" if counts is None else "semantic counts" if comp is None else "components + counts"
+        reread = iter(_frame_pairs(split, store, [f for f in ids if f not in kept], counts is not None))
+        for fid in _progress(ids, len(ids), f"{split.name}: {desc}", progress):
             if fid in kept:
-                scores, labels = kept.pop(fid)
+                item = kept.pop(fid)
             else:
-                frame, scores, _ = next(reread)
+                frame, scores, sem = next(reread)
                 scores, labels = _checked(frame, scores, store, split.key)
-            comp.update(scores, labels, frame_id=fid)
+                pred, group = _semantic_inputs(split, store, frame, sem, sem_map) if counts is not None else (None, None)
+                item = _Kept(scores, labels, pred, frame.semantic, group)
+            if comp is not None:
+                comp.update(item.scores, item.labels, frame_id=fid)
+            if counts is not None:
+                counts.update(item.scores, item.pred, item.semantic, group=item.group, frame_id=fid)
+    if comp is not None:
         comp = reduce(comp)
         metrics.update(comp.compute())
         if bootstrap is not None:
@@ -268,14 +322,13 @@ def evaluate_split(
         notes["component_metrics"] = f"SegEval-{components} @ threshold {thr!r}"
 
     if want_semantic:
-        open_set = reduce(open_set)
-        closed = reduce(closed)
-        metrics.update(open_set.compute())
-        metrics.update(closed.compute())
+        metrics.update(semantic_metrics)
+        if counts is not None:
+            frame_states["semantic"] = reduce(counts)
         if sem_map is not None:
             notes["semantic_mapping"] = "cityscapes19 -> split classes (cityscapes_to_semantic)"
 
-    ci, note = intervals(frame_states, bootstrap, metrics) if bootstrap is not None else ({}, None)
+    ci, note = intervals(frame_states, bootstrap) if bootstrap is not None else ({}, None)
     return EvaluationOutput(
         metrics={k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in metrics.items()},
         protocol=protocol,

@@ -12,10 +12,10 @@ Sources per protocol (what "the interval" means):
   per-frame score histograms, binned; exact for float16 scores);
 * ``smiyc``: the pixel accumulator's per-frame bin tables (the official pooled curve) and the
   SegEval component accumulator at the full-sample threshold (the same frames in each replicate);
-* ``streethazards``: the interval of the mean over images.
-
-Closed-set and open-set mIoU have no per-frame state here: they are listed under
-``bootstrap["not_covered"]`` instead of getting an interval.
+* ``streethazards``: the interval of the mean over images;
+* open-set and closed-set mIoU (splits with semantic labels): the per-frame confusion counts at the
+  full-sample open-set thresholds (:class:`~oodbench.metrics.OpenSetFrameCounts`; the calibration
+  is not redone per replicate, as the SegEval components keep the full-sample pixel threshold).
 """
 from __future__ import annotations
 
@@ -24,14 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from .errors import UsageError
 
-__all__ = ["BootstrapSpec", "NOT_COVERED", "add_bootstrap_arguments", "spec_from_args", "intervals",
-           "paired_intervals"]
-
-#: metrics the evaluator reports without an interval, and why (kept in the record's bootstrap note)
-NOT_COVERED: dict[str, str] = {
-    "open_miou": "no per-frame state: the calibrated threshold and confusion counts are pooled per group",
-    "closed_miou": "no per-frame state: the confusion matrix is pooled",
-}
+__all__ = ["BootstrapSpec", "add_bootstrap_arguments", "spec_from_args", "intervals", "paired_intervals"]
 
 
 @dataclass(frozen=True)
@@ -86,13 +79,12 @@ def _spec_json(spec: BootstrapSpec, sources: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def intervals(frame_states: Mapping[str, Any], spec: BootstrapSpec,
-              metrics: Mapping[str, Any] = ()) -> tuple[dict[str, list[float | None]], dict[str, Any]]:
+def intervals(frame_states: Mapping[str, Any],
+              spec: BootstrapSpec) -> tuple[dict[str, list[float | None]], dict[str, Any]]:
     """``(ci, bootstrap)`` of a record from the evaluator's frame states.
 
-    Every source is resampled with the same seed, so sources over the same frames (pixel and
-    component metrics of one evaluation) draw the same frames in each replicate. Metrics of
-    ``metrics`` without an interval source (:data:`NOT_COVERED`) are named in the note.
+    Every source is resampled with the same seed, so sources over the same frames (pixel,
+    component and semantic metrics of one evaluation) draw the same frames in each replicate.
     """
     from .metrics import bootstrap_ci
 
@@ -103,9 +95,6 @@ def intervals(frame_states: Mapping[str, Any], spec: BootstrapSpec,
         ci.update(res.as_json()["ci"])
         undefined.update({k: v for k, v in res.undefined.items() if v})
     note = _spec_json(spec, frame_states)
-    missing = {k: why for k, why in NOT_COVERED.items() if k in metrics}
-    if missing:
-        note["not_covered"] = missing
     if undefined:
         note["undefined_replicates"] = undefined
     return ci, note

@@ -24,7 +24,8 @@ SPLITS = ["road-anomaly", "smiyc-anomaly-val", "streethazards-test"]
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     """A small demo-style synthetic benchmark and stored float16 predictions of three "methods":
-    ``good`` (anomalies clearly separated), ``bad`` (barely), ``good-copy`` (``good``'s files)."""
+    ``good`` (anomalies clearly separated), ``bad`` (barely), ``good-copy`` (``good``'s files); on
+    StreetHazards also semantic predictions (``bad``'s noisier), so open-set mIoU is evaluated."""
     from oodbench.datasets import get_split
     from oodbench.datasets.synth import generate
     from oodbench.store import PredictionStore
@@ -32,11 +33,19 @@ def bench(tmp_path_factory):
     base = tmp_path_factory.mktemp("boot")
     root = generate(base / "data", seed=0, size=(64, 128), n_train=2, n_val=8, n_coco=2, n_per_split=8)
     preds = base / "preds"
-    rng = np.random.default_rng(0)
+    rng, sem_rng = np.random.default_rng(0), np.random.default_rng(1)
     for name in SPLITS:
         split = get_split(name, root, check_count=False)
         for fid in split.frame_ids():
-            lab = split.load_labels(fid).label
+            frame = split.load_labels(fid)
+            lab = frame.label
+            if split.num_classes is not None:
+                k = split.num_classes
+                known = np.where(frame.semantic < k, frame.semantic, 0)
+                for method, right in (("good", 0.9), ("bad", 0.6)):
+                    sem = np.where(sem_rng.random(known.shape) < right, known, sem_rng.integers(0, k, known.shape))
+                    for m in (method, "good-copy") if method == "good" else (method,):
+                        PredictionStore(preds, m).write_semantic(split.key, fid, sem)
             noise = rng.standard_normal(lab.shape)
             shift = 0.5 * rng.standard_normal()  # frames differ: the frame is the resampling unit
             for method, sep in (("good", 2.5), ("bad", 0.3), ("good-copy", 2.5)):
@@ -72,6 +81,11 @@ def test_evaluate_bootstrap_adds_ci_and_spec_to_json_and_records(bench, tmp_path
             assert lo <= rec["metrics"][key] <= hi, (rec["dataset"], key)
     by_split = {r["dataset"]: r for r in got}
     assert {"siou", "f1_mean"} <= set(by_split["smiyc-anomaly-val"]["ci"])  # SegEval components too
+    sh = by_split["streethazards-test"]  # open-set / closed-set mIoU at the full-sample thresholds
+    for key in ("open_miou", "closed_miou", "open_miou_t5", "anomaly_iou_t6"):
+        lo, hi = sh["ci"][key]
+        assert lo < hi and lo <= sh["metrics"][key] <= hi, key
+    assert all("not_covered" not in r["bootstrap"] for r in got)
     # the records carry the same intervals and pass validation when read back
     records = {r.dataset: r for r in load_results(results)}
     for rec in got:
@@ -101,6 +115,7 @@ def _compare(bench, tmp_path, a, b, n="1000"):
 def test_a_method_compared_with_itself_is_exactly_null(bench, tmp_path):
     got = _compare(bench, tmp_path, "good", "good-copy", n="200")
     assert [r["dataset"] for r in got] == SPLITS
+    assert {"open_miou", "closed_miou"} <= set(got[SPLITS.index("streethazards-test")]["metrics"])
     for rec in got:
         assert rec["methods"] == ["good", "good-copy"] and rec["bootstrap"]["n"] == 200
         for key, m in rec["metrics"].items():

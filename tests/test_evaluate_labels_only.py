@@ -96,3 +96,60 @@ def test_plugin_split_without_load_labels_gets_the_default():
     labels = OnlyLoad(".").load_labels("a")
     assert labels.frame_id == "a" and labels.meta == {"k": 1} and labels.label.shape == (2, 3)
     assert OnlyLoad(".").calibration_group(labels) == "all" and OnlyLoad.semantic_mapping is None
+
+
+def test_semantic_bootstrap_counts_same_cached_or_reread(fixture_tree):
+    """With --bootstrap, pass 2 also counts each frame's open-set / closed-set confusion at pass 1's
+    thresholds; the numbers, intervals and counts do not depend on what pass 1 kept."""
+    from oodbench.intervals import BootstrapSpec
+    from oodbench.metrics._resample import resampler
+
+    root, _ = fixture_tree
+    split = get_split("streethazards-test", root, check_count=False)
+    store = PredictionStore(root, "FixtureGood")
+    plain = evaluate_split(split, store, progress=False)
+    fid = split.frame_ids()[0]
+    one_frame = store.read_anomaly(split.key, fid).nbytes + 3 * split.load_labels(fid).semantic.size
+    outs = [evaluate_split(split, store, progress=False, pass2_cache_bytes=b, bootstrap=BootstrapSpec(n=50))
+            for b in (0, one_frame, 1 << 40)]
+    for ev in outs:
+        assert ev.metrics == plain.metrics and ev.ci == outs[0].ci
+        assert ev.frame_states["semantic"].frame_ids == split.frame_ids()
+        assert "not_covered" not in ev.bootstrap
+    assert {"open_miou", "closed_miou"} <= set(outs[0].ci)
+    point = resampler(outs[0].frame_states["semantic"]).metrics(np.ones((1, len(split.frame_ids()))))
+    for k, v in point.items():
+        assert v[0] == pytest.approx(plain.metrics[k], abs=1e-12), k
+
+
+def test_sharded_semantic_bootstrap_equals_one_process(fixture_tree):
+    """Two shards (threads exchanging state dicts at every reduce, like the all-gather of
+    ``oodbench.sharding``) give the single-process metrics and intervals, open-set mIoU included."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from oodbench.intervals import BootstrapSpec
+
+    root, _ = fixture_tree
+    split = get_split("streethazards-test", root, check_count=False)
+    store = PredictionStore(root, "FixtureGood")
+    spec = BootstrapSpec(n=50)
+    whole = evaluate_split(split, store, progress=False, bootstrap=spec)
+    ids = split.frame_ids()
+    barrier, slots = threading.Barrier(2), [None, None]
+
+    def reducer(rank):
+        def reduce(acc):
+            slots[rank] = acc.state_dict()
+            barrier.wait()
+            states = list(slots)
+            barrier.wait()
+            return type(acc).merge_states(states)
+        return reduce
+
+    shards = [ids[:5], ids[5:]]
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda r: evaluate_split(split, store, frame_ids=shards[r], reduce=reducer(r),
+                                                      progress=False, bootstrap=spec), (0, 1)))
+    for ev in outs:
+        assert ev.metrics == whole.metrics and ev.ci == whole.ci and "open_miou" in ev.ci

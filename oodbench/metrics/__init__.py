@@ -19,7 +19,8 @@ protocol          accumulator                                 reference
 ================  ==========================================  =====================================
 
 plus :class:`SmiycComponentAccumulator` (SegEval sIoU / PPV / mean F1), :class:`ConfusionMatrix`
-(closed-set mIoU) and :class:`OpenSetMIoU` (DenseHybrid open-set mIoU).  Frame-bootstrap confidence
+(closed-set mIoU), :class:`OpenSetMIoU` (DenseHybrid open-set mIoU) and
+:class:`OpenSetFrameCounts` (their per-frame counts at fixed thresholds, for the bootstrap).  Frame-bootstrap confidence
 intervals and paired comparisons: :func:`bootstrap_ci`, :func:`paired_bootstrap` with
 :class:`FrameCollector` (per-frame histograms for the pooled protocols; :mod:`.bootstrap`).  Every result records
 ``protocol`` and ``protocol_version``.  Labels: 0 inlier, 1 anomaly, 255 ignored; any other value,
@@ -40,7 +41,7 @@ from ._curves import FPR_RULES
 from .components import COMPONENT_CONFIGS, SmiycComponentAccumulator
 from .per_image import HendrycksPerImageAccumulator
 from .pixel import ExactPixelAccumulator, FishyscapesPixelAccumulator
-from .segmentation import ConfusionMatrix, OpenSetMIoU, half_resolution
+from .segmentation import ConfusionMatrix, OpenSetFrameCounts, OpenSetMIoU, half_resolution
 from .bootstrap import BootstrapResult, PairedBootstrapResult, bootstrap_ci, paired_bootstrap
 from .smiyc import SmiycPixelAccumulator
 
@@ -60,6 +61,7 @@ __all__ = [
     "SmiycComponentAccumulator",
     "ConfusionMatrix",
     "OpenSetMIoU",
+    "OpenSetFrameCounts",
     "half_resolution",
     "FrameCollector",
     "bootstrap_ci",

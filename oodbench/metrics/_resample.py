@@ -10,7 +10,9 @@ frames (exceptions are named in each class):
 * :class:`~._binned.FrameCollector` (``exact`` / ``fishyscapes``): binned, see :mod:`._binned`;
 * :class:`SmiycPixelResampler`: the SMIYC pooled curve of the resampled per-frame bin tables;
 * :class:`ComponentResampler`: SegEval sIoU / PPV / F1 from resampled per-frame values and counts;
-* :class:`PerImageResampler`: the mean over the resampled used images (StreetHazards).
+* :class:`PerImageResampler`: the mean over the resampled used images (StreetHazards);
+* :class:`OpenSetResampler`: DenseHybrid open-set and closed-set mIoU from resampled per-frame
+  confusion counts at the full-sample thresholds.
 """
 from __future__ import annotations
 
@@ -22,15 +24,17 @@ from scipy import sparse
 from ._binned import BinnedFrames, FrameCollector
 from .components import TAUS, SmiycComponentAccumulator
 from .per_image import HendrycksPerImageAccumulator
+from .segmentation import OpenSetFrameCounts
 from .smiyc import SmiycPixelAccumulator
 
-__all__ = ["resampler", "SmiycPixelResampler", "ComponentResampler", "PerImageResampler"]
+__all__ = ["resampler", "SmiycPixelResampler", "ComponentResampler", "PerImageResampler",
+           "OpenSetResampler"]
 
 
 def resampler(source: Any) -> Any:
     """The resampler of an accumulator (or a resampler, returned as is); refuses an empty one."""
     per_frame = {FrameCollector: "frame_ids", SmiycPixelAccumulator: "thresholds",
-                 SmiycComponentAccumulator: "tp"}
+                 SmiycComponentAccumulator: "tp", OpenSetFrameCounts: "frame_ids"}
     for cls, attr in per_frame.items():
         if isinstance(source, cls) and not getattr(source, attr):
             raise ValueError(f"bootstrap: the {cls.__name__} holds no frames")
@@ -44,11 +48,15 @@ def resampler(source: Any) -> Any:
         return ComponentResampler(source)
     if isinstance(source, HendrycksPerImageAccumulator):
         return PerImageResampler(source)
-    if isinstance(source, (BinnedFrames, SmiycPixelResampler, ComponentResampler, PerImageResampler)):
+    if isinstance(source, OpenSetFrameCounts):
+        return OpenSetResampler(source)
+    if isinstance(source, (BinnedFrames, SmiycPixelResampler, ComponentResampler, PerImageResampler,
+                           OpenSetResampler)):
         return source
     raise TypeError(
         f"no frame bootstrap for {type(source).__name__}: pass a FrameCollector (exact / fishyscapes "
-        "protocols), SmiycPixelAccumulator, SmiycComponentAccumulator or HendrycksPerImageAccumulator")
+        "protocols), SmiycPixelAccumulator, SmiycComponentAccumulator, HendrycksPerImageAccumulator "
+        "or OpenSetFrameCounts")
 
 
 def _positional_ids(n: int) -> list[str]:
@@ -258,3 +266,63 @@ class PerImageResampler:
             mean = (w @ self.rows) / (w @ self.used)[:, None]
         return {k: mean[:, i] for i, k in enumerate(self._KEYS)}
 
+
+
+def _nanmean(x: np.ndarray) -> np.ndarray:
+    """``nanmean`` over the last axis, NaN (no warning) where every entry is NaN."""
+    fin = np.isfinite(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(fin, x, 0.0).sum(-1) / fin.sum(-1)
+
+
+class OpenSetResampler:
+    """``open_miou``, ``open_miou_<g>``, ``anomaly_iou_<g>`` and ``closed_miou`` of resampled frames.
+
+    The thresholds stay the full-sample ones the :class:`~.segmentation.OpenSetFrameCounts` were
+    counted at (the calibration is not redone per replicate).  Per group ``g`` the drawn frames'
+    ``(K + 1)``-class counts give ``IoU``, ``open_miou_<g> = nanmean(IoU[:K])`` and
+    ``anomaly_iou_<g> = IoU[K]``; ``open_miou = sum_g n_g miou_g / sum_g n_g`` with ``n_g`` the
+    number of drawn frames of ``g`` (the image-count weighting of the protocol).  A group with no
+    drawn frame is left out of ``open_miou`` (it is then the other group's value) and its own
+    values are NaN; every other undefined value is NaN as on the full sample.  ``closed_miou``
+    pools the drawn frames' known-class counts of both groups.  Frame ids are the accumulator's.
+    """
+
+    chunk: ClassVar[int] = 1024
+
+    def __init__(self, acc: OpenSetFrameCounts | None, _cols: tuple | None = None) -> None:
+        if _cols is None:
+            k, f = acc.num_known, len(acc.frame_ids)
+            names = sorted(acc.thresholds)
+            member = np.zeros((f, len(names)), np.float64)
+            member[np.arange(f), [names.index(g) for g in acc.groups]] = 1.0
+            _cols = (list(acc.frame_ids), names, member,
+                     np.array(acc.open_counts, np.float64).reshape(f, 3 * (k + 1)),
+                     np.array(acc.closed_counts, np.float64).reshape(f, 3 * k))
+        self.frame_ids, self.group_names, self.member, self.open_counts, self.closed_counts = _cols
+
+    def reordered(self, order: np.ndarray) -> "OpenSetResampler":
+        return OpenSetResampler(None, ([self.frame_ids[i] for i in order], self.group_names,
+                                       self.member[order], self.open_counts[order], self.closed_counts[order]))
+
+    def metrics(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        w = np.atleast_2d(weights)
+        r = w.shape[0]
+        k1 = self.open_counts.shape[1] // 3
+        out: dict[str, np.ndarray] = {}
+        n = w @ self.member                                   # r x G drawn frames per group
+        mious = np.empty((r, len(self.group_names)))
+        for j, g in enumerate(self.group_names):
+            tp, fp, fn = ((w * self.member[:, j]) @ self.open_counts).reshape(r, 3, k1).transpose(1, 0, 2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                iou = tp / (tp + fp + fn)
+            mious[:, j] = _nanmean(iou[:, :-1])
+            out[f"open_miou_{g}"] = mious[:, j]
+            out[f"anomaly_iou_{g}"] = iou[:, -1]
+        drawn = n > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["open_miou"] = np.where(drawn, n * mious, 0.0).sum(1) / n.sum(1)
+        tp, pred, gt = (w @ self.closed_counts).reshape(r, 3, -1).transpose(1, 0, 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["closed_miou"] = _nanmean(tp / (pred + gt - tp))
+        return out

@@ -17,8 +17,10 @@ drawn frames -- never from pixels::
 Sources (:mod:`._resample`): :class:`~._binned.FrameCollector` for the pooled ``exact`` /
 ``fishyscapes`` protocols (binned; see :mod:`._binned` for what is exact), and the accumulators
 whose state is already per frame: :class:`~.smiyc.SmiycPixelAccumulator`,
-:class:`~.components.SmiycComponentAccumulator` (threshold fixed from the full sample) and
-:class:`~.per_image.HendrycksPerImageAccumulator` (the interval of the mean over images).
+:class:`~.components.SmiycComponentAccumulator` (threshold fixed from the full sample),
+:class:`~.per_image.HendrycksPerImageAccumulator` (the interval of the mean over images) and
+:class:`~.segmentation.OpenSetFrameCounts` (open-set and closed-set mIoU at the full-sample
+open-set thresholds).
 
 Determinism and joint resampling: the multiplicities depend only on ``(seed, n, F)``, so the same
 seed gives identical intervals, and sources with the same frames in the same order (e.g. the pixel
@@ -158,8 +160,9 @@ def bootstrap_ci(source: Any, n: int = 1000, level: float = 0.95, seed: int = 0,
 
     Args:
         source: a :class:`FrameCollector`, :class:`~.smiyc.SmiycPixelAccumulator`,
-            :class:`~.components.SmiycComponentAccumulator` or
-            :class:`~.per_image.HendrycksPerImageAccumulator` (or a resampler built from one, e.g.
+            :class:`~.components.SmiycComponentAccumulator`,
+            :class:`~.per_image.HendrycksPerImageAccumulator` or
+            :class:`~.segmentation.OpenSetFrameCounts` (or a resampler built from one, e.g.
             ``collector.binned()`` to reuse the binning).
         n: number of replicates.
         level: interval coverage (e.g. 0.95).

@@ -25,14 +25,20 @@ correct / wrong known / anomaly) category (float16: code histograms, constant me
 the scores) and the half-resolution calibration scores; ``compute`` then calibrates and evaluates
 (the second pass runs over the stored distributions, not over images).
 
+:class:`OpenSetFrameCounts` -- the frame bootstrap's state for both: per frame, the open-set
+``(K+1)``-class and closed-set ``K``-class counts at thresholds fixed from the full sample
+(:meth:`OpenSetMIoU.thresholds`); summed over all frames they reproduce the two accumulators.
+
 State (declared with merge rules, :mod:`._state`): ``matrix`` (sum) for :class:`ConfusionMatrix`;
 for :class:`OpenSetMIoU` one ``_Group`` per group key (``keyed``): ``h16`` / ``gt_counts`` /
-``num_images`` (sum), ``raw<cat>`` (concatenated) and ``calib`` (a :class:`~._store.ScoreStore`).
+``num_images`` (sum), ``raw<cat>`` (concatenated) and ``calib`` (a :class:`~._store.ScoreStore`);
+for :class:`OpenSetFrameCounts` ``frame_ids``, ``groups``, ``open_counts``, ``closed_counts`` (cat).
 """
 from __future__ import annotations
 
 import functools
-from typing import Any, ClassVar
+import json
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -42,7 +48,7 @@ from ._inputs import check_scores, to_numpy
 from ._state import StateSet
 from ._score_store import ScoreStore
 
-__all__ = ["ConfusionMatrix", "OpenSetMIoU", "half_resolution"]
+__all__ = ["ConfusionMatrix", "OpenSetMIoU", "OpenSetFrameCounts", "half_resolution"]
 
 
 def _int_map(x: Any, what: str, where: str) -> np.ndarray:
@@ -50,6 +56,27 @@ def _int_map(x: Any, what: str, where: str) -> np.ndarray:
     if a.dtype.kind not in "uib":
         raise MetricInputError(f"{where}: {what} must be an integer class map, got dtype {a.dtype}")
     return a.astype(np.int64, copy=False)
+
+
+def _open_set_inputs(k: int, scores: Any, semantic_pred: Any, semantic_gt: Any,
+                     where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked ``(scores, pred, gt)`` of one open-set frame; float64 scores become float32
+    (DenseHybrid's scores are float32 tensors)."""
+    s = check_scores(to_numpy(scores), where)
+    p = _int_map(semantic_pred, "semantic_pred", where)
+    gt = _int_map(semantic_gt, "semantic_gt", where)
+    if not (s.shape == p.shape == gt.shape) or s.ndim != 2:
+        raise MetricInputError(f"{where}: scores {s.shape}, semantic_pred {p.shape} and "
+                               f"semantic_gt {gt.shape} must be equal 2-D shapes")
+    if s.dtype == np.float64:
+        s = s.astype(np.float32)
+    bad_gt = (gt < 0) | ((gt > k) & (gt != 255))
+    if bad_gt.any():
+        raise MetricInputError(f"{where}: semantic_gt ids {np.unique(gt[bad_gt])[:10].tolist()} "
+                               f"are not 0..{k - 1} (known), {k} (anomaly) or 255 (ignore)")
+    if p.size and (p.min() < 0 or p.max() >= k):
+        raise MetricInputError(f"{where}: semantic_pred must hold ids 0..{k - 1}")
+    return s, p, gt
 
 
 def _iou(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -172,20 +199,7 @@ class OpenSetMIoU(Accumulator):
         """Add one image of ``group`` (e.g. the StreetHazards town ``"t5"``)."""
         where = self._frame_name(frame_id)
         k = self.num_known
-        s = check_scores(to_numpy(scores), where)
-        p = _int_map(semantic_pred, "semantic_pred", where)
-        gt = _int_map(semantic_gt, "semantic_gt", where)
-        if not (s.shape == p.shape == gt.shape) or s.ndim != 2:
-            raise MetricInputError(f"{where}: scores {s.shape}, semantic_pred {p.shape} and "
-                                   f"semantic_gt {gt.shape} must be equal 2-D shapes")
-        if s.dtype == np.float64:
-            s = s.astype(np.float32)          # DenseHybrid's scores are float32 tensors
-        bad_gt = (gt < 0) | ((gt > k) & (gt != 255))
-        if bad_gt.any():
-            raise MetricInputError(f"{where}: semantic_gt ids {np.unique(gt[bad_gt])[:10].tolist()} "
-                                   f"are not 0..{k - 1} (known), {k} (anomaly) or 255 (ignore)")
-        if p.size and (p.min() < 0 or p.max() >= k):
-            raise MetricInputError(f"{where}: semantic_pred must hold ids 0..{k - 1}")
+        s, p, gt = _open_set_inputs(k, scores, semantic_pred, semantic_gt, where)
         g = self.groups.get(str(group)) or _Group(k)
         valid = gt != 255
         gv, pv, sv = gt[valid], p[valid], s[valid]
@@ -230,17 +244,34 @@ class OpenSetMIoU(Accumulator):
         fn = g.gt_counts - tp
         return _iou(tp, fp, fn)
 
-    def compute(self) -> dict[str, Any]:
+    def thresholds(self) -> dict[str, float]:
+        """``{group: the anomaly threshold applied to it}``, each calibrated on the *other* group.
+
+        Raises:
+            MetricInputError: not exactly two groups.
+        """
         names = sorted(self.groups)
         if len(names) != 2:
             raise MetricInputError(
                 f"open-set mIoU calibrates each group on the other one: exactly 2 groups are needed, "
                 f"got {names}")
+        return {names[0]: float(self.threshold(names[1])), names[1]: float(self.threshold(names[0]))}
+
+    def compute(self) -> dict[str, Any]:
+        return self.metrics_at(self.thresholds())
+
+    def metrics_at(self, thresholds: dict[str, float]) -> dict[str, Any]:
+        """The metrics of :meth:`compute` with the given per-group thresholds (``compute()`` is
+        ``metrics_at(thresholds())``): lets a caller that needs the thresholds too (the evaluator's
+        frame bootstrap) calibrate once, and is the reference of a replicate at fixed thresholds."""
+        names = sorted(self.groups)
+        if sorted(thresholds) != names or len(names) != 2:
+            raise MetricInputError(f"open-set mIoU: thresholds for {sorted(thresholds)} but groups {names}")
         k = self.num_known
         out: dict[str, Any] = {}
         weighted, n_total = 0.0, 0
         for name, other in ((names[0], names[1]), (names[1], names[0])):
-            t = self.threshold(other)
+            t = thresholds[name]
             iou = self._group_iou(self.groups[name], t)
             miou = float(np.nanmean(iou[:k]))
             n = self.groups[name].num_images
@@ -265,3 +296,75 @@ class OpenSetMIoU(Accumulator):
             gtc += g.gt_counts[:k]
         out["closed_miou"] = float(np.nanmean(_iou(tp, fp, gtc - tp)))
         return self._result(out)
+
+
+class OpenSetFrameCounts(Accumulator):
+    """Per-frame confusion counts of :class:`OpenSetMIoU` / :class:`ConfusionMatrix` at fixed
+    per-group thresholds: the state the frame bootstrap of ``open_miou`` and ``closed_miou``
+    resamples (:class:`~._resample.OpenSetResampler`).
+
+    The calibration is a pooled, two-group computation, so -- as for the SegEval components at the
+    full-sample pixel threshold -- the thresholds are fixed from the full sample
+    (:meth:`OpenSetMIoU.thresholds`) and a replicate sums the drawn frames' counts.  Per frame, at
+    its group's threshold (``score > t`` is the anomaly class ``K``; float64 scores compared as
+    float32, like :class:`OpenSetMIoU`; ignore pixels dropped): ``open_counts`` = ``tp``, ``fp``,
+    ``fn`` of the ``K + 1`` classes; ``closed_counts`` = ``tp``, predicted and GT pixels of the
+    ``K`` known classes over known-GT pixels (anomaly and ignore GT skipped, as the evaluator's
+    ``ConfusionMatrix``).  Summed over all frames they give exactly the accumulators' metrics.
+
+    Args:
+        num_known: K.
+        thresholds: ``{group: threshold}`` (or its JSON text, as :meth:`_config` stores it).
+    """
+
+    name: ClassVar[str] = "densehybrid-open-miou-frames"
+    version: ClassVar[str] = OpenSetMIoU.version
+
+    def __init__(self, num_known: int = 12, thresholds: Mapping[str, float] | str = "{}") -> None:
+        self.num_known = int(num_known)
+        if isinstance(thresholds, str):
+            thresholds = json.loads(thresholds)
+        self.thresholds = {str(g): float(t) for g, t in sorted(thresholds.items())}
+        super().__init__()
+        k = self.num_known
+        self.add_state("frame_ids", [], merge="cat", dtype=str, item_shape=())
+        self.add_state("groups", [], merge="cat", dtype=str, item_shape=())
+        self.add_state("open_counts", [], merge="cat", dtype=np.int64, item_shape=(3, k + 1))
+        self.add_state("closed_counts", [], merge="cat", dtype=np.int64, item_shape=(3, k))
+
+    def _config(self) -> dict[str, Any]:
+        # JSON floats round-trip exactly (repr), so a restored state merges with the original
+        return {"num_known": self.num_known, "thresholds": json.dumps(self.thresholds, sort_keys=True)}
+
+    def update(self, scores: Any, semantic_pred: Any, semantic_gt: Any, group: str,
+               frame_id: Any = None) -> None:
+        """Add one frame of ``group`` (the arguments of :meth:`OpenSetMIoU.update`)."""
+        where = self._frame_name(frame_id)
+        name = str(frame_id) if frame_id is not None else f"#{self._num_updates}"
+        k = self.num_known
+        s, p, gt = _open_set_inputs(k, scores, semantic_pred, semantic_gt, where)
+        if str(group) not in self.thresholds:
+            raise MetricInputError(f"{where}: group {str(group)!r} has no threshold "
+                                   f"(thresholds for {sorted(self.thresholds)})")
+        valid = gt != 255
+        gv, pv = gt[valid], p[valid]
+        # exact comparison: the thresholds are float32 values, float64 holds float16/32 scores exactly
+        above = s[valid].astype(np.float64) > self.thresholds[str(group)]
+        conf = np.bincount(gv * (k + 1) + np.where(above, k, pv),
+                           minlength=(k + 1) ** 2).reshape(k + 1, k + 1)
+        tp = np.diag(conf)
+        known = gv < k
+        gk, pk = gv[known], pv[known]
+        self.open_counts.append(np.stack([tp, conf.sum(0) - tp, conf.sum(1) - tp]))
+        self.closed_counts.append(np.stack([np.bincount(gk[gk == pk], minlength=k),
+                                            np.bincount(pk, minlength=k), np.bincount(gk, minlength=k)]))
+        self.frame_ids.append(name)
+        self.groups.append(str(group))
+        self._num_updates += 1
+
+    def compute(self) -> dict[str, Any]:
+        """The full-sample values (every frame once), as the resampler computes them."""
+        from ._resample import OpenSetResampler
+
+        res = OpenSetResampler(self)
+        return self._result({k: float(v[0]) for k, v in res.metrics(np.ones((1, len(res.frame_ids)))).items()})

@@ -36,7 +36,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["arg", "add_dataclass_arguments", "config_from_namespace", "config_to_dict", "cli_dests",
+__all__ = ["arg", "add_command", "add_dataclass_arguments", "config_from_namespace", "config_to_dict", "cli_dests",
            "unwrap_optional"]
 
 
@@ -194,6 +194,17 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser | argparse._Argument
         elif default is not dataclasses.MISSING:
             kw["default"] = default
         parser.add_argument(*meta.get("flags", ("--" + f.name.replace("_", "-"),)), dest=f.name, **kw)
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, cls: type, func: Callable[..., Any], *,
+                show_defaults: bool = False, **parser_kwargs: Any) -> argparse.ArgumentParser:
+    """Sub-command ``name`` whose flags are generated from dataclass ``cls``; parsing sets ``func``
+    and ``config_class`` (``cls``, so a test can check every generated parser against its dataclass).
+    ``parser_kwargs`` go to ``add_parser`` (``help``, ``description``, ...)."""
+    p = subparsers.add_parser(name, **parser_kwargs)
+    add_dataclass_arguments(p, cls, show_defaults=show_defaults)
+    p.set_defaults(func=func, config_class=cls)
+    return p
 
 
 def config_from_namespace(cls: type, ns: argparse.Namespace, **overrides: Any):

@@ -5,6 +5,11 @@ Core commands live here (``list``, ``run``, ``evaluate``, ``leaderboard``, ``sub
 owned by other parts of the project (``synth``, ``prepare``, ``download``, ``train``,
 ``train-segmenter``, ``demo``, ``fishyscapes-export``) add their own sub-parsers through the
 ``add_*_parser(subparsers)`` functions listed in :data:`_EXTENSIONS`.
+
+Every core flag is generated from the command's config dataclass (:mod:`oodbench.command_configs`,
+through :func:`oodbench.cli_config.add_command`); a command function turns the namespace back into
+that dataclass with :func:`~oodbench.cli_config.config_from_namespace`. Only ``--version`` is
+written by hand here.
 """
 from __future__ import annotations
 

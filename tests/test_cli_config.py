@@ -126,8 +126,6 @@ HAND_WRITTEN = {
     "train-segmenter": "generated from SegmenterTrainConfig plus the hand-written --seeds",
     "prepare": "oodbench.datasets.coco (positional data set name); not converted yet",
     "download": "oodbench.datasets.download; not converted yet",
-    "fishyscapes-export": "two commands from one loop with per-command --device defaults; not converted yet",
-    "fishyscapes-predict": "see fishyscapes-export",
 }
 CORE = {"list", "run", "evaluate", "leaderboard", "submit", "compare"}
 

@@ -5,6 +5,11 @@ Core commands live here (``list``, ``run``, ``evaluate``, ``leaderboard``, ``sub
 owned by other parts of the project (``synth``, ``prepare``, ``download``, ``train``,
 ``train-segmenter``, ``demo``, ``fishyscapes-export``) add their own sub-parsers through the
 ``add_*_parser(subparsers)`` functions listed in :data:`_EXTENSIONS`.
+
+Every core flag is generated from the command's config dataclass (:mod:`oodbench.command_configs`,
+through :func:`oodbench.cli_config.add_command`); a command function turns the namespace back into
+that dataclass with :func:`~oodbench.cli_config.config_from_namespace`. Only ``--version`` is
+written by hand here.
 """
 from __future__ import annotations
 
@@ -15,16 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from oodbench.cli_config import config_from_namespace
 from oodbench.cli_support import (
     CLIError,
-    add_common_data_arguments,
     build_method,
-    method_kwargs,
-    add_fpr_rule_argument,
     check_device,
-    positive_int,
+    method_kwargs,
     resolve_splits_for_args,
-    run_name,
     want_progress,
     write_json_records,
 )
@@ -88,9 +90,12 @@ def _method_provenance(name: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # commands
 def cmd_list(args: argparse.Namespace) -> int:
+    from oodbench.command_configs import ListConfig
+
+    cfg = config_from_namespace(ListConfig, args)
     records: list[dict[str, Any]] = []
     lines: list[str] = []
-    if args.what == "methods":
+    if cfg.what == "methods":
         from oodbench.methods import METHODS
 
         for name in METHODS.names():
@@ -99,7 +104,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             records.append({"name": name, "distribution": e.distribution, "version": e.version, "paper": paper,
                             "requires_fit": bool(e.obj.requires_fit)})
             lines.append(f"{name:12s} {e.distribution} {e.version}  {paper}")
-    elif args.what == "segmenters":
+    elif cfg.what == "segmenters":
         from oodbench.segmenters import SEGMENTERS
 
         for name in SEGMENTERS.names():
@@ -111,7 +116,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         root = None
         try:
-            root = D.resolve_data_root(args.data_root)
+            root = D.resolve_data_root(cfg.data_root)
         except D.DataLayoutError as exc:
             print(f"(data root: {exc})", file=sys.stderr)
         for name in D.DATASETS.names():
@@ -124,115 +129,118 @@ def cmd_list(args: argparse.Namespace) -> int:
                             "found": None if root is None else reason is None,
                             "missing": None if root is None or reason is None else reason})
             lines.append(f"{name:24s} {cls.benchmark:28s} protocol={cls.protocol:13s}{hidden} {status}")
-    if args.json:
-        write_json_records(args.json, records)
-    if args.json != "-":
+    if cfg.json:
+        write_json_records(cfg.json, records)
+    if cfg.json != "-":
         for line in lines:
             print(line)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from oodbench.intervals import spec_from_args
-    from oodbench.runner import RunConfig, run_method
+    import dataclasses
 
-    check_device(args.device)
-    splits = resolve_splits_for_args(args, args.dataset)
-    kwargs = method_kwargs(args)
-    cfg = RunConfig(
-        out=Path(args.out), results_dir=Path(args.results), device=args.device,
-        batch_size=args.batch_size, num_workers=args.num_workers, overwrite=args.overwrite,
-        amp=args.amp, progress=want_progress(args), protocol=args.protocol, fpr_rule=args.fpr_rule,
-        allow_untrained=args.allow_untrained, adopt_store=args.adopt_store, name=args.name,
-        state=Path(args.state) if args.state else None,
-        bootstrap=spec_from_args(args),
-    )
-    method = build_method(args.method, kwargs)
-    if args.postprocess not in (None, "none"):
+    from oodbench.command_configs import RunCommandConfig
+    from oodbench.intervals import spec_from_args
+    from oodbench.runner import run_method
+
+    cmd = config_from_namespace(RunCommandConfig, args)
+    check_device(cmd.run.device)
+    splits = resolve_splits_for_args(cmd.data, cmd.dataset)
+    kwargs = method_kwargs(cmd.method)
+    cfg = dataclasses.replace(cmd.run, progress=want_progress(cmd.display), bootstrap=spec_from_args(cmd.intervals))
+    method = build_method(cmd.method.method, kwargs)
+    if cmd.postprocess not in (None, "none"):
         from oodbench.methods import apply_postprocess
 
-        method = apply_postprocess(method, args.postprocess)
-    results = run_method(args.method, splits, cfg, method_kwargs=kwargs, method=method)
-    if args.json:
-        write_json_records(args.json, [r.to_dict() for r in results])
-    if args.json != "-":
+        method = apply_postprocess(method, cmd.postprocess)
+    results = run_method(cmd.method.method, splits, cfg, method_kwargs=kwargs, method=method)
+    if cmd.json:
+        write_json_records(cmd.json, [r.to_dict() for r in results])
+    if cmd.json != "-":
         _print_results_table(results)
     print(f"result records: {cfg.results_dir}", file=sys.stderr)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from oodbench.command_configs import EvaluateConfig
     from oodbench.evaluate import evaluate_split
     from oodbench.intervals import spec_from_args
     from oodbench.results import Result, save_result
     from oodbench.store import PredictionStore
 
-    bootstrap = spec_from_args(args)
+    cfg = config_from_namespace(EvaluateConfig, args)
+    bootstrap = spec_from_args(cfg.intervals)
 
-    splits = resolve_splits_for_args(args, args.dataset)
-    if args.fpr_rule is not None:  # a rule the protocol does not define is refused before any pass
+    splits = resolve_splits_for_args(cfg.data, cfg.dataset)
+    if cfg.fpr_rule is not None:  # a rule the protocol does not define is refused before any pass
         from oodbench.metrics import build_protocol
 
         for split in splits:
-            build_protocol(args.protocol or split.protocol, fpr_rule=args.fpr_rule)
-    store = PredictionStore(args.predictions, args.method)
+            build_protocol(cfg.protocol or split.protocol, fpr_rule=cfg.fpr_rule)
+    store = PredictionStore(cfg.predictions, cfg.method)
     results = []
     for split in splits:
         manifest = store.read_run_manifest(split.key) or {}
-        ev = evaluate_split(split, store, args.protocol,
+        ev = evaluate_split(split, store, cfg.protocol,
                             semantic_label_space=manifest.get("semantic_label_space"),
-                            progress=want_progress(args), fpr_rule=args.fpr_rule, bootstrap=bootstrap)
-        method = manifest.get("method") or args.method  # --method names the store folder (a run name)
+                            progress=want_progress(cfg.display), fpr_rule=cfg.fpr_rule, bootstrap=bootstrap)
+        method = manifest.get("method") or cfg.method  # --method names the store folder (a run name)
         plugin = manifest.get("plugin") or _method_provenance(method)
         result = Result.from_evaluation(
             ev, split, method=method, hparams=manifest.get("hparams", {}),
             checkpoint_sha256=manifest.get("checkpoint_sha256"), plugin=plugin,
-            untrained=bool(manifest.get("untrained", False)), predictions=args.predictions,
+            untrained=bool(manifest.get("untrained", False)), predictions=cfg.predictions,
             training_seed=manifest.get("training_seed"),
-            name=args.method, fitted_state_sha256=manifest.get("fitted_state_sha256"),
+            name=cfg.method, fitted_state_sha256=manifest.get("fitted_state_sha256"),
         )
         results.append(result)
-        if args.results:
-            save_result(result, args.results)
-    if args.json:
-        write_json_records(args.json, [r.to_dict() for r in results])
-    if args.json != "-":
+        if cfg.results:
+            save_result(result, cfg.results)
+    if cfg.json:
+        write_json_records(cfg.json, [r.to_dict() for r in results])
+    if cfg.json != "-":
         _print_results_table(results)
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from oodbench import leaderboard as L
+    from oodbench.command_configs import LeaderboardConfig
 
-    for folder in args.results:
+    cfg = config_from_namespace(LeaderboardConfig, args)
+    for folder in cfg.results:
         if not Path(folder).is_dir():
             raise CLIError(f"--results {folder}: no such folder" if not Path(folder).exists()
                            else f"--results {folder}: not a folder")
-    df = L.load(args.results)
-    if getattr(args, "with_published", False):
+    df = L.load(cfg.results)
+    if cfg.with_published:
         from oodbench.published import merge_published
 
         df = merge_published(df)
-    text = L.render_markdown(df, ci=args.ci)
-    if args.out:
+    text = L.render_markdown(df, ci=cfg.ci)
+    if cfg.out:
         from oodbench.atomic import atomic_write_text
 
-        atomic_write_text(args.out, text)
-        print(f"wrote {args.out}", file=sys.stderr)
+        atomic_write_text(cfg.out, text)
+        print(f"wrote {cfg.out}", file=sys.stderr)
     else:
         print(text)
     return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from oodbench.command_configs import SubmitConfig
     from oodbench.submit import SMIYC_SUBMISSION_SPLITS, build_smiyc_submission
 
-    names = args.dataset or list(SMIYC_SUBMISSION_SPLITS)
-    splits = resolve_splits_for_args(args, names, labelled_only=False)
-    counts = build_smiyc_submission(args.predictions, args.method, args.out, splits, progress=want_progress(args))
+    cfg = config_from_namespace(SubmitConfig, args)
+    names = cfg.dataset or list(SMIYC_SUBMISSION_SPLITS)
+    splits = resolve_splits_for_args(cfg.data, names, labelled_only=False)
+    counts = build_smiyc_submission(cfg.predictions, cfg.method, cfg.out, splits, progress=want_progress(cfg.display))
     for key, n in counts.items():
         print(f"{key}: {n} frames")
-    print(f"wrote {args.out}")
+    print(f"wrote {cfg.out}")
     return 0
 
 
@@ -240,7 +248,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     """The ``oodbench`` parser; ``extensions=False`` leaves out the sub-commands of :data:`_EXTENSIONS`."""
     from oodbench import __version__
-    from oodbench.intervals import add_bootstrap_arguments
+    from oodbench import command_configs as C
+    from oodbench.cli_config import add_command
+    from oodbench.compare import add_compare_parser
 
     parser = argparse.ArgumentParser(
         prog="oodbench", description="Benchmark harness for pixel-wise anomaly segmentation.",
@@ -251,83 +261,14 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"oodbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("list", help="list methods, datasets or segmenters")
-    p.add_argument("what", choices=["methods", "datasets", "segmenters"])
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--json", default=None, metavar="PATH|-", help="write the list as JSON records (- = stdout)")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("run", help="predict, store, evaluate and record a method on datasets")
-    p.add_argument("--method", required=True)
-    p.add_argument("--dataset", required=True, nargs="+", help="split name(s) or 'all'")
-    p.add_argument("--checkpoint", default=None, help="method / segmenter weights")
-    p.add_argument("--segmenter", default=None, help="closed-set segmenter name")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method hyperparameter")
-    p.add_argument("--out", default="oodbench-out", help="prediction store root")
-    p.add_argument("--results", default="leaderboard/results", help="where result records go")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=positive_int, default=1)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast: bf16 on CUDA or CPU, fp16 on CUDA only (ignored on CPU)")
-    p.add_argument("--protocol", default=None, help="override the split's official protocol")
-    add_fpr_rule_argument(p)
-    add_bootstrap_arguments(p)
-    p.add_argument("--allow-untrained", action="store_true",
-                   help="score a method without trained weights (no --checkpoint, or a segmenter-only file for "
-                        "rpl); its records and leaderboard rows are marked untrained")
-    p.add_argument("--postprocess", default=None, metavar="NAME",
-                   help="wrap the method in a post-process: 'ground-focus' (RPL supplementary Table 1: scores outside "
-                        "the road+sidewalk convex hull set to the image minimum); recorded in hparams. Records keep "
-                        "the method's name: give such runs their own --out and --results")
-    p.add_argument("--overwrite", action="store_true", help="recompute stored predictions")
-    p.add_argument("--adopt-store", action="store_true",
-                   help="trust stored frames that carry no configuration record (older oodbench, other "
-                        "tools) as made by this exact configuration; the manifest records the frames adopted")
-    p.add_argument("--name", type=run_name, default=None,
-                   help="run name: store folder, record file and leaderboard row (default: the method name); "
-                        "two configurations of one method get two names")
-    p.add_argument("--state", default=None, help="fitted state written by `oodbench fit` (methods with requires_fit)")
-    p.add_argument("--json", default=None, metavar="PATH|-",
-                   help="write the result records as a JSON list (- = stdout)")
-    add_common_data_arguments(p)
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("evaluate", help="score a stored prediction tree (no model needed)")
-    p.add_argument("--predictions", required=True, help="root holding anomaly_p/<method>/...")
-    p.add_argument("--method", required=True)
-    p.add_argument("--dataset", required=True, nargs="+")
-    p.add_argument("--protocol", default=None, help="override the split's official protocol")
-    add_fpr_rule_argument(p)
-    p.add_argument("--json", default=None, metavar="PATH|-",
-                   help="write the result records as a JSON list (- = stdout)")
-    p.add_argument("--results", default=None, help="also write result records here")
-    add_bootstrap_arguments(p)
-    add_common_data_arguments(p)
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("leaderboard", help="render markdown leaderboards from result records")
-    p.add_argument("--results", default=["leaderboard/results"], nargs="+",
-                   help="folder(s) of result records (their top-level *.json; each is validated); records "
-                        "that differ only in the training seed are shown as mean +- std over seeds")
-    p.add_argument("--out", default=None)
-    p.add_argument("--with-published", action="store_true", help="add published numbers")
-    p.add_argument("--ci", action="store_true",
-                   help="show the records' bootstrap intervals (`oodbench run/evaluate --bootstrap`); bold "
-                        "only where the best interval does not overlap the runner-up's")
-    p.set_defaults(func=cmd_leaderboard)
-
-    from oodbench.compare import add_compare_parser
-
+    # every core flag is generated from its command's dataclass (oodbench.command_configs)
+    add_command(sub, "list", C.ListConfig, cmd_list, help="list methods, datasets or segmenters")
+    add_command(sub, "run", C.RunCommandConfig, cmd_run, help="predict, store, evaluate and record a method on datasets")
+    add_command(sub, "evaluate", C.EvaluateConfig, cmd_evaluate, help="score a stored prediction tree (no model needed)")
+    add_command(sub, "leaderboard", C.LeaderboardConfig, cmd_leaderboard,
+                help="render markdown leaderboards from result records")
     add_compare_parser(sub)
-
-    p = sub.add_parser("submit", help="build an official submission archive")
-    p.add_argument("benchmark", choices=["smiyc"])
-    p.add_argument("--predictions", required=True)
-    p.add_argument("--method", required=True)
-    p.add_argument("--out", required=True, help="FILE.zip")
-    p.add_argument("--dataset", nargs="+", default=None, help="default: the three SMIYC leaderboard splits")
-    add_common_data_arguments(p)
-    p.set_defaults(func=cmd_submit)
+    add_command(sub, "submit", C.SubmitConfig, cmd_submit, help="build an official submission archive")
 
     for module, func in _EXTENSIONS if extensions else ():
         try:

@@ -15,8 +15,7 @@ from oodbench.errors import OodbenchError
 
 __all__ = [
     "CLIError", "parse_params", "parse_method_params", "check_device", "want_progress",
-    "write_json_records", "run_name", "positive_int", "resolve_splits_for_args",
-    "add_common_data_arguments", "add_fpr_rule_argument", "method_kwargs", "build_method",
+    "write_json_records", "run_name", "positive_int", "resolve_splits_for_args", "method_kwargs", "build_method",
 ]
 
 
@@ -70,8 +69,9 @@ def check_device(device: str) -> None:
             raise CLIError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
 
 
-def want_progress(args: argparse.Namespace) -> bool:
-    """Progress bars only when stderr is a terminal, unless ``--progress`` forces them; never with ``-q``."""
+def want_progress(args: Any) -> bool:
+    """Progress bars only when stderr is a terminal, unless ``--progress`` forces them; never with ``-q``
+    (``args``: a parsed namespace or :class:`oodbench.cli_options.ProgressOptions`)."""
     if getattr(args, "quiet", False):
         return False
     return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
@@ -109,9 +109,10 @@ def positive_int(text: str) -> int:
     return value
 
 
-def resolve_splits_for_args(args: argparse.Namespace, names: Sequence[str], labelled_only: bool = True) -> list:
-    """The splits for ``--dataset`` values (:func:`oodbench.datasets.resolve_splits`); prints the
-    splits ``all`` skipped, one line each, on stderr."""
+def resolve_splits_for_args(args: Any, names: Sequence[str], labelled_only: bool = True) -> list:
+    """The splits for ``--dataset`` values (:func:`oodbench.datasets.resolve_splits`); ``args``: a
+    parsed namespace or :class:`oodbench.cli_options.DataOptions`. Prints the splits ``all``
+    skipped, one line each, on stderr."""
     from oodbench.datasets import resolve_splits
 
     splits, skipped = resolve_splits(names, args.data_root, check_count=not args.no_count_check,
@@ -121,28 +122,10 @@ def resolve_splits_for_args(args: argparse.Namespace, names: Sequence[str], labe
     return splits
 
 
-def add_common_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", default=None, help="data root (default: $OODBENCH_DATA)")
-    p.add_argument("--no-count-check", action="store_true",
-                   help="accept splits whose frame count differs from the official one")
-    p.add_argument("--layout", choices=["official", "preprocessed"], default=None,
-                   help="for datasets present in both layouts under the data root")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--progress", action="store_true",
-                   help="progress bars even when stderr is not a terminal (default: only on a terminal)")
-
-
-def add_fpr_rule_argument(p: argparse.ArgumentParser) -> None:
-    from oodbench.metrics import FPR_RULES
-
-    p.add_argument("--fpr-rule", choices=FPR_RULES, default=None,
-                   help="FPR95 rule (default: the protocol's own; official protocols accept only theirs, "
-                        "--protocol exact accepts all three); stored in the record and its file name")
-
-
-def method_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def method_kwargs(args: Any) -> dict[str, Any]:
     """Constructor arguments of ``--method`` from ``--param``/``--checkpoint``/``--segmenter`` (one rule
-    for ``run``, ``fit`` and ``fishyscapes-predict``): unknown parameters and a missing checkpoint file
+    for ``run``, ``fit`` and ``fishyscapes-predict``; ``args``: a parsed namespace or
+    :class:`oodbench.cli_options.MethodOptions`): unknown parameters and a missing checkpoint file
     are one-line errors before anything is built."""
     from pathlib import Path
 

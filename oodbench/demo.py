@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic import atomic_write_json, atomic_write_text
+from .cli_config import add_command, arg, config_from_namespace
 
 __all__ = ["DemoConfig", "run_demo", "add_demo_parser", "DEMO_METHODS"]
 
@@ -36,31 +37,35 @@ SEGMENTER = "deeplabv3plus_small"
 BOOTSTRAP_N = 1000
 
 
+#: the sizes the demo pins (not flags: the README numbers depend on them)
+_PINNED = arg(cli=False)
+
+
 @dataclass
 class DemoConfig:
     """Sizes chosen so a cold run fits in ~5 minutes on 2 CPU cores."""
 
-    out: Path = Path("demo-out")
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = True
+    out: Path = field(default=Path("demo-out"), metadata=arg("output folder (cached stages are reused)"))
+    seed: int = field(default=0, metadata=arg("seed of the synthetic data, the training runs and the bootstrap"))
+    device: str = field(default="cpu", metadata=arg("torch device: cpu, cuda"))
+    progress: bool = field(default=True, metadata=arg("no progress bars", flags=("-q", "--quiet"), action="store_false"))
     #: torch CPU threads; pinned so the printed numbers do not depend on the core count
-    threads: int = 2
+    threads: int = field(default=2, metadata=arg("torch CPU threads (the README numbers use 2)"))
     #: frame counts of the synthetic validation splits: the released ones (AnomalyTrack 10,
     #: ObstacleTrack 30, FS Static 30); with 8 frames one low-contrast object could decide a pooled FPR95
-    split_sizes: dict[str, int] = field(default_factory=lambda: dict(_official_sizes()))
-    seg_iters: int = 300
-    seg_batch: int = 8
-    seg_crop: tuple[int, int] = (128, 256)
-    seg_lr: float = 2e-3
-    rpl_iters: int = 400
-    rpl_batch: int = 8
-    rpl_crop: tuple[int, int] = (128, 128)
-    rpl_lr: float = 1e-3
+    split_sizes: dict[str, int] = field(default_factory=lambda: dict(_official_sizes()), metadata=_PINNED)
+    seg_iters: int = field(default=300, metadata=_PINNED)
+    seg_batch: int = field(default=8, metadata=_PINNED)
+    seg_crop: tuple[int, int] = field(default=(128, 256), metadata=_PINNED)
+    seg_lr: float = field(default=2e-3, metadata=_PINNED)
+    rpl_iters: int = field(default=400, metadata=_PINNED)
+    rpl_batch: int = field(default=8, metadata=_PINNED)
+    rpl_crop: tuple[int, int] = field(default=(128, 128), metadata=_PINNED)
+    rpl_lr: float = field(default=1e-3, metadata=_PINNED)
     #: objects of the synthetic COCO (>= 480 px) scaled for 128 px crops (the paper's factors
     #: assume 640 px COCO images in 700 px crops)
-    rpl_paste_scales: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25)
-    stage_times: dict[str, float] = field(default_factory=dict)
+    rpl_paste_scales: tuple[float, ...] = field(default=(0.05, 0.1, 0.15, 0.2, 0.25), metadata=_PINNED)
+    stage_times: dict[str, float] = field(default_factory=dict, metadata=_PINNED)
 
     def stage_key(self, stage: str) -> dict[str, Any]:
         """What a stage's output depends on (its own settings and those of the stages before it)."""
@@ -268,17 +273,11 @@ def _compare_rpl(df: Any, splits: list, predictions: Path, spec: Any) -> list[di
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    cfg = DemoConfig(out=Path(args.out), seed=args.seed, device=args.device, threads=args.threads,
-                     progress=not args.quiet)
+    cfg = config_from_namespace(DemoConfig, args)
     run_demo(cfg)
     return 0
 
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic benchmark (CPU, minutes)")
-    p.add_argument("--out", default="demo-out", help="output folder (cached stages are reused)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (the README numbers use 2)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_demo)
+    add_command(sub, "demo", DemoConfig, _cmd_demo,
+                help="the whole pipeline on the built-in synthetic benchmark (CPU, minutes)")

@@ -19,11 +19,14 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from oodbench.cli_config import add_command, arg
+from oodbench.cli_options import MethodOptions
 from oodbench.errors import OodbenchError
 
 from .atomic import atomic_path, atomic_write_json, atomic_write_text
@@ -34,6 +37,8 @@ __all__ = [
     "predict_directory",
     "check_outputs",
     "write_container",
+    "FishyscapesExportConfig",
+    "FishyscapesPredictConfig",
     "add_fishyscapes_export_parser",
 ]
 
@@ -234,24 +239,37 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+_QUIET = arg("no progress bars", flags=("-q", "--quiet"), action="store_true")
+
+
+@dataclass(kw_only=True)
+class FishyscapesExportConfig:
+    """``oodbench fishyscapes-export``: the container definition and runscript for one method."""
+
+    method: MethodOptions
+    device: str = field(default="cuda", metadata=arg("torch device the container predicts on"))
+    quiet: bool = field(default=False, metadata=_QUIET)
+    out: str = field(metadata=arg("directory for the definition and runscript"))
+    wheel: str | None = field(default=None, metadata=arg("oodbench wheel to install in the image"))
+    results: str | None = field(default=None, metadata=arg(
+        "result records with fishyscapes-*-val results for validation_performance.json"))
+
+
+@dataclass(kw_only=True)
+class FishyscapesPredictConfig:
+    """``oodbench fishyscapes-predict``: the container's runscript."""
+
+    method: MethodOptions
+    device: str = field(default="cpu", metadata=arg("torch device: cpu, cuda"))
+    quiet: bool = field(default=False, metadata=_QUIET)
+    input: str = field(metadata=arg("folder of DDDD_*.png images"))
+    output: str = field(metadata=arg("folder for the *.npy score maps"))
+
+
 def add_fishyscapes_export_parser(sub: argparse._SubParsersAction) -> None:
-    for name, func, helptext in (
-        ("fishyscapes-export", _cmd_export, "write an Apptainer definition for the Fishyscapes test server"),
-        ("fishyscapes-predict", _cmd_predict, "the container runscript: /input/DDDD_*.png -> /output/*.npy"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--method", required=True)
-        p.add_argument("--checkpoint", default=None)
-        p.add_argument("--segmenter", default=None)
-        p.add_argument("--param", action="append", metavar="KEY=VALUE")
-        p.add_argument("--device", default="cuda" if name == "fishyscapes-export" else "cpu")
-        p.add_argument("-q", "--quiet", action="store_true")
-        if name == "fishyscapes-export":
-            p.add_argument("--out", required=True, help="directory for the definition and runscript")
-            p.add_argument("--wheel", default=None, help="oodbench wheel to install in the image")
-            p.add_argument("--results", default=None,
-                           help="result records with fishyscapes-*-val results for validation_performance.json")
-        else:
-            p.add_argument("--input", required=True)
-            p.add_argument("--output", required=True)
-        p.set_defaults(func=func)
+    """Register ``fishyscapes-export`` and ``fishyscapes-predict`` (flags generated from their configs;
+    the handlers read the same names)."""
+    add_command(sub, "fishyscapes-export", FishyscapesExportConfig, _cmd_export,
+                help="write an Apptainer definition for the Fishyscapes test server")
+    add_command(sub, "fishyscapes-predict", FishyscapesPredictConfig, _cmd_predict,
+                help="the container runscript: /input/DDDD_*.png -> /output/*.npy")

@@ -22,15 +22,19 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
+from .cli_config import add_command, arg
+from .cli_options import MethodOptions, ProgressOptions
+from .cli_support import positive_int
 from .errors import OodbenchError, UsageError
 
-__all__ = ["FIT_SPLITS", "iter_fit_batches", "fit_method", "save_state", "read_state", "load_state_into",
+__all__ = ["FIT_SPLITS", "FitConfig", "iter_fit_batches", "fit_method", "save_state", "read_state", "load_state_into",
            "add_fit_parser", "StateError"]
 
 #: ``--split`` values: name -> Cityscapes split folder
@@ -246,28 +250,29 @@ def _progress(args: argparse.Namespace) -> bool:
     return want_progress(args)
 
 
-def add_fit_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``oodbench fit``."""
-    from .cli_support import positive_int
+@dataclass(kw_only=True)
+class FitConfig:
+    """``oodbench fit``: the method, the training split, and where its fitted state goes (the parser
+    is generated from it; :func:`_cmd_fit` reads the same names)."""
 
-    p = sub.add_parser("fit", help="fit a method's statistics on the training split and save the state",
+    method: MethodOptions
+    data_root: str | None = field(default=None, metadata=arg("data root holding cityscapes/ (default: $OODBENCH_DATA)"))
+    split: str = field(default="cityscapes-train", metadata=arg("training split", choices=sorted(FIT_SPLITS)))
+    max_images: int | None = field(default=None, metadata=arg("fit on the first N images (quick fits)",
+                                                              parse=positive_int))
+    batch_size: int = field(default=4, metadata=arg("images per forward pass", parse=positive_int))
+    num_workers: int = field(default=0, metadata=arg("DataLoader worker processes"))
+    device: str = field(default="cpu", metadata=arg("torch device: cpu, cuda, cuda:1"))
+    out: str = field(metadata=arg("state file to write (safetensors)"))
+    allow_untrained: bool = field(default=False, metadata=arg(
+        "fit on a segmenter without trained weights (no --checkpoint)", action="store_true"))
+    display: ProgressOptions = field(default_factory=ProgressOptions)
+
+
+def add_fit_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``oodbench fit`` (flags generated from its config dataclass; the handler reads the same names)."""
+    return add_command(sub, "fit", FitConfig, _cmd_fit,
+                       help="fit a method's statistics on the training split and save the state",
                        description="Fit a method (requires_fit) on batches of the training split, normalised "
                                    "exactly like `oodbench run`, and save its state (safetensors + provenance) "
                                    "for `oodbench run --state`.")
-    p.add_argument("--method", required=True)
-    p.add_argument("--segmenter", default=None, help="closed-set segmenter name")
-    p.add_argument("--checkpoint", default=None, help="segmenter weights")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="method hyperparameter")
-    p.add_argument("--data-root", default=None, help="data root holding cityscapes/ (default: $OODBENCH_DATA)")
-    p.add_argument("--split", default="cityscapes-train", choices=sorted(FIT_SPLITS), help="training split")
-    p.add_argument("--max-images", type=positive_int, default=None, help="fit on the first N images (quick fits)")
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", required=True, help="state file to write (safetensors)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
-    p.add_argument("--allow-untrained", action="store_true",
-                   help="fit on a segmenter without trained weights (no --checkpoint)")
-    p.set_defaults(func=_cmd_fit)
-    return p

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -21,6 +19,7 @@ from oodbench.errors import OodbenchError
 
 from .evaluate import evaluate_split
 from .preprocess import normaliser
+from .run_config import RunConfig  # re-exported: the torch-free definition the CLI generates flags from
 from .results import Result, save_result
 from .segmenters.inference import autocast
 from .store import PredictionStore, config_digest
@@ -30,32 +29,6 @@ __all__ = ["predict_batch", "RunConfig", "predict_split", "run_method", "StaleRu
 
 class StaleRunError(OodbenchError, ValueError):
     """Stored predictions were produced by a different method configuration."""
-
-
-@dataclass
-class RunConfig:
-    out: Path
-    results_dir: Path
-    device: str = "cpu"
-    batch_size: int = 1
-    num_workers: int = 0
-    overwrite: bool = False
-    amp: str | None = None  # "bf16" (CUDA or CPU) | "fp16" (CUDA only; ignored on CPU) | None
-    progress: bool = True
-    protocol: str | None = None
-    #: FPR95 rule (``oodbench.metrics.FPR_RULES``); None = the protocol's own
-    fpr_rule: str | None = None
-    #: score a method whose weights come from nowhere (random / unfitted) and mark its records
-    allow_untrained: bool = False
-    #: trust stored frames that carry no configuration record as this configuration's (recorded
-    #: in the manifest with the adopted frame ids)
-    adopt_store: bool = False
-    #: frame-bootstrap intervals in the records (``oodbench.intervals.BootstrapSpec``); None = none
-    bootstrap: Any = None
-    #: run name (``--name``): store folder, record file and leaderboard row; None = the method's name
-    name: str | None = None
-    #: fitted state written by ``oodbench fit`` (``--state``), loaded into the method before it runs
-    state: Path | None = None
 
 
 class _FrameImages(torch.utils.data.Dataset):

@@ -15,7 +15,8 @@ import torch
 from oodbench.training.checkpointing import (
     CheckpointError, find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
 )
-from oodbench.training.config import EngineConfig, add_dataclass_arguments, config_from_namespace, config_to_dict
+from oodbench.cli_config import add_dataclass_arguments, config_from_namespace, config_to_dict
+from oodbench.training.config import EngineConfig
 from oodbench.training.device import amp_dtype, autocast, loader_kwargs, maybe_channels_last
 from oodbench.training.distributed import gather_rows, global_mean_parts, global_sum, init_distributed
 from oodbench.training.logs import CSVLogger, read_csv_log

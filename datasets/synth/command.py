@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
+
+from oodbench.cli_config import add_command, arg
 
 from ..coco import add_prepare_parser, run_prepare
 from ..download import add_download_parser, run_download
 from .extra import EXTRA_SETS, parse_extra
 from .generate import OFFICIAL_VALIDATION_SIZES, SIZED_SPLITS, SynthExistsError, generate
 
-__all__ = ["add_synth_parser", "run_synth", "add_prepare_parser", "run_prepare", "add_download_parser",
+__all__ = ["SynthConfig", "add_synth_parser", "run_synth", "add_prepare_parser", "run_prepare", "add_download_parser",
            "run_download"]
 
 
@@ -36,27 +39,36 @@ def _split_size(text: str) -> tuple[str, int]:
     return name, int(n)
 
 
+@dataclass(kw_only=True)
+class SynthConfig:
+    """``oodbench synth`` (the parser is generated from it; :func:`run_synth` reads the same names)."""
+
+    out: str = field(metadata=arg("data root to create"))
+    seed: int = field(default=0, metadata=arg("non-negative seed (default 0)"))
+    size: tuple[int, int] = field(default=(128, 256), metadata=arg("HxW of the 2:1 frames (default 128x256)",
+                                                                   parse=_size))
+    official_sizes: bool = field(default=False, metadata=arg(
+        "validation splits with the released frame counts: "
+        + ", ".join(f"{k} {v}" for k, v in OFFICIAL_VALIDATION_SIZES.items()) + " (default: 8 each)",
+        action="store_true"))
+    frames: list[tuple[str, int]] = field(default_factory=list, metadata=arg(
+        f"frame count of one split (repeatable; {', '.join(SIZED_SPLITS)}; StreetHazards per town)",
+        parse=_split_size, action="append", metavar="SPLIT=N"))
+    extra: str = field(default="", metadata=arg(
+        f"comma-separated extra training sets in their official layouts: {', '.join(EXTRA_SETS)} "
+        "(Mapillary Vistas under vistas/, WildDash 2 under wd_public_02/; default: none)", metavar="SETS"))
+    force: bool = field(default=False, metadata=arg("replace an existing synthetic tree of another seed/size",
+                                                    action="store_true"))
+
+
 def add_synth_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``synth`` on an ``argparse`` sub-parser collection; the handler is ``args.func``."""
-    p = subparsers.add_parser(
-        "synth", help="write a small deterministic synthetic benchmark in the official layouts",
+    return add_command(
+        subparsers, "synth", SynthConfig, run_synth,
+        help="write a small deterministic synthetic benchmark in the official layouts",
         description="Write a synthetic urban world: a Cityscapes-format training set, a COCO-format "
                     "outlier source and every evaluation split in its official layout, plus "
                     "oodbench_manifest.json (frame counts). Same seed -> same bytes.")
-    p.add_argument("--out", required=True, help="data root to create")
-    p.add_argument("--seed", type=int, default=0, help="non-negative seed (default 0)")
-    p.add_argument("--size", type=_size, default=(128, 256), help="HxW of the 2:1 frames (default 128x256)")
-    p.add_argument("--official-sizes", action="store_true",
-                   help="validation splits with the released frame counts: "
-                        + ", ".join(f"{k} {v}" for k, v in OFFICIAL_VALIDATION_SIZES.items()) + " (default: 8 each)")
-    p.add_argument("--frames", type=_split_size, action="append", default=[], metavar="SPLIT=N",
-                   help=f"frame count of one split (repeatable; {', '.join(SIZED_SPLITS)}; StreetHazards per town)")
-    p.add_argument("--extra", default="", metavar="SETS",
-                   help=f"comma-separated extra training sets in their official layouts: {', '.join(EXTRA_SETS)} "
-                        "(Mapillary Vistas under vistas/, WildDash 2 under wd_public_02/; default: none)")
-    p.add_argument("--force", action="store_true", help="replace an existing synthetic tree of another seed/size")
-    p.set_defaults(func=run_synth)
-    return p
 
 
 def run_synth(args: argparse.Namespace) -> int:

@@ -49,7 +49,8 @@ from typing import Any, Sequence
 import torch
 
 from oodbench.errors import CheckpointError, UsageError
-from oodbench.training.config import EngineConfig, add_dataclass_arguments, config_from_namespace
+from oodbench.cli_config import add_dataclass_arguments, config_from_namespace
+from oodbench.training.config import EngineConfig
 from oodbench.training.device import autocast, maybe_channels_last
 from oodbench.training.distributed import DistContext, barrier, cleanup_distributed, global_sum, unwrap, wrap_ddp
 from oodbench.training.engine import Trainer, TrainResult
@@ -400,7 +401,7 @@ def _run_from_args(args: argparse.Namespace) -> int:
     if getattr(args, "dry_run", False):
         import json
 
-        from oodbench.training.config import config_to_dict
+        from oodbench.cli_config import config_to_dict
 
         print(json.dumps({"config": config_to_dict(cfg), "sources": sources}, indent=2, sort_keys=True))
         return 0

@@ -44,9 +44,10 @@ import numpy as np
 import torch
 
 from oodbench.atomic import atomic_path, atomic_write_json
+from oodbench.cli_config import config_to_dict
 
 from .checkpointing import find_resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import EngineConfig, config_to_dict
+from .config import EngineConfig
 from .distributed import DistContext, barrier, init_distributed
 from .logs import CSVLogger, TensorBoardLogger, progress
 from .resume import ResumeError, check_state_dict, describe_ignored, reconcile_config, remove_stale_temporaries

@@ -19,8 +19,10 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
+from oodbench.cli_config import config_to_dict, unwrap_optional
+
 from .checkpointing import CheckpointError
-from .config import _unwrap_optional, config_to_dict, runtime_fields
+from .config import runtime_fields
 
 __all__ = ["Difference", "ResumeError", "check_state_dict", "config_differences", "describe_ignored",
            "reconcile_config", "remove_stale_temporaries"]
@@ -65,7 +67,7 @@ def _with_stored(cfg: Any, diffs: list[Difference]) -> Any:
     hints = typing.get_type_hints(type(cfg))
     updates = {}
     for d in diffs:
-        tp, _ = _unwrap_optional(hints[d.name])
+        tp, _ = unwrap_optional(hints[d.name])
         value = d.stored
         if isinstance(value, list) and typing.get_origin(tp) is tuple:
             value = tuple(value)

@@ -31,9 +31,10 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from oodbench.cli_config import add_dataclass_arguments, config_from_namespace
 from oodbench.errors import UsageError
 
-from .config import EngineConfig, add_dataclass_arguments, config_from_namespace
+from .config import EngineConfig
 from .device import autocast, maybe_channels_last
 from .distributed import DistContext, cleanup_distributed, global_mean_parts, global_sum, unwrap, wrap_ddp
 from .engine import Trainer, TrainResult

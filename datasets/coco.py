@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -26,11 +27,13 @@ import numpy as np
 from PIL import Image
 
 from oodbench.atomic import atomic_path
+from oodbench.cli_config import add_command, arg
 from oodbench.contracts import OOD_PASTE
 
 from .base import DataLayoutError
 
 __all__ = [
+    "PrepareCocoConfig",
     "EXCLUDED_CATEGORIES",
     "MASK_DIR",
     "CocoOutliers",
@@ -176,20 +179,26 @@ class CocoOutliers:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
+@dataclass(kw_only=True)
+class PrepareCocoConfig:
+    """``oodbench prepare coco-ood`` (the parser is generated from it; :func:`run_prepare` reads it)."""
+
+    data_root: str | None = field(default=None, metadata=arg("data root holding coco/ (default: $OODBENCH_DATA)"))
+    coco_root: str | None = field(default=None, metadata=arg("the COCO folder itself (overrides --data-root)"))
+    out: str | None = field(default=None, metadata=arg("mask folder (default <coco>/annotations/ood_seg_train2017)"))
+    min_size: int = field(default=480, metadata=arg("minimum height and width (default 480)"))
+
+
 def add_prepare_parser(subparsers) -> argparse.ArgumentParser:
     """``oodbench prepare coco-ood [--data-root R | --coco-root C] [--min-size 480]``."""
     p = subparsers.add_parser("prepare", help="prepare training data (COCO outlier masks)",
                               description="Prepare derived training data.")
     sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
-    c = sub.add_parser("coco-ood", help="build COCO outlier masks (0 background / 254 object) for RPL+CoroCL",
-                       description="Drop COCO train2017 images with person/bicycle/car/motorcycle/bus/truck/"
-                                   "traffic light/stop sign, keep both sides >= --min-size, and write the union "
-                                   "of all instance masks as 254 on 0 to annotations/ood_seg_train2017/<id>.png.")
-    c.add_argument("--data-root", default=None, help="data root holding coco/ (default: $OODBENCH_DATA)")
-    c.add_argument("--coco-root", default=None, help="the COCO folder itself (overrides --data-root)")
-    c.add_argument("--out", default=None, help="mask folder (default <coco>/annotations/ood_seg_train2017)")
-    c.add_argument("--min-size", type=int, default=480, help="minimum height and width (default 480)")
-    c.set_defaults(func=run_prepare)
+    add_command(sub, "coco-ood", PrepareCocoConfig, run_prepare,
+                help="build COCO outlier masks (0 background / 254 object) for RPL+CoroCL",
+                description="Drop COCO train2017 images with person/bicycle/car/motorcycle/bus/truck/"
+                            "traffic light/stop sign, keep both sides >= --min-size, and write the union "
+                            "of all instance masks as 254 on 0 to annotations/ood_seg_train2017/<id>.png.")
     return p
 
 

@@ -32,16 +32,18 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from oodbench.atomic import atomic_write_json
+from oodbench.cli_config import add_command, arg
 from oodbench.errors import OodbenchError
 
 from ._archive import safe_extract
 
 __all__ = [
+    "DownloadConfig",
     "Archive",
     "Source",
     "SOURCES",
@@ -412,20 +414,27 @@ def download(name: str, data_root: str | os.PathLike, *, base_url: str | None = 
 
 
 # ---------------------------------------------------------------------------------------------- CLI
+@dataclass(kw_only=True)
+class DownloadConfig:
+    """``oodbench download`` (the parser is generated from it; :func:`run_download` reads the same names)."""
+
+    dataset: str = field(metadata=arg("one of: " + ", ".join(sorted(SOURCES)), positional=True,
+                                      choices=sorted(SOURCES), metavar="DATASET"))
+    data_root: str | None = field(default=None, metadata=arg("target data root (default: $OODBENCH_DATA)"))
+    base_url: str | None = field(default=None, metadata=arg(
+        "fetch <base-url>/<file name> instead of the official mirrors"))
+    keep_archive: bool = field(default=False, metadata=arg("keep the archive under <data-root>/.downloads/",
+                                                           action="store_true"))
+    retries: int = field(default=4, metadata=arg("retries per mirror (exponential backoff; default 4)"))
+
+
 def add_download_parser(subparsers) -> argparse.ArgumentParser:
     """``oodbench download DATASET [--data-root R] [--base-url U] [--keep-archive] [--retries N]``."""
-    p = subparsers.add_parser(
-        "download", help="download and safely extract public benchmark archives",
+    return add_command(
+        subparsers, "download", DownloadConfig, run_download,
+        help="download and safely extract public benchmark archives",
         description="Download a dataset's public archives (resume, retries, checksum verification, safe "
                     "extraction, atomic placement). Cityscapes and Lost & Found print manual instructions.")
-    p.add_argument("dataset", choices=sorted(SOURCES), metavar="DATASET",
-                   help="one of: " + ", ".join(sorted(SOURCES)))
-    p.add_argument("--data-root", default=None, help="target data root (default: $OODBENCH_DATA)")
-    p.add_argument("--base-url", default=None, help="fetch <base-url>/<file name> instead of the official mirrors")
-    p.add_argument("--keep-archive", action="store_true", help="keep the archive under <data-root>/.downloads/")
-    p.add_argument("--retries", type=int, default=4, help="retries per mirror (exponential backoff; default 4)")
-    p.set_defaults(func=run_download)
-    return p
 
 
 def run_download(args: argparse.Namespace) -> int:

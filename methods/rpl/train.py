@@ -49,7 +49,7 @@ from typing import Any, Sequence
 import torch
 
 from oodbench.errors import CheckpointError, UsageError
-from oodbench.cli_config import add_dataclass_arguments, config_from_namespace
+from oodbench.cli_config import add_dataclass_arguments, arg, config_from_namespace
 from oodbench.training.config import EngineConfig
 from oodbench.training.device import autocast, maybe_channels_last
 from oodbench.training.distributed import DistContext, barrier, cleanup_distributed, global_sum, unwrap, wrap_ddp
@@ -58,7 +58,7 @@ from oodbench.training.entry import run_entry_point
 from oodbench.training.sampler import EpochBatchSampler, epoch_loader
 from oodbench.training.schedule import PolySchedule
 from oodbench.training.seeding import torch_generator
-from oodbench.training.seeds import add_seeds_argument, run_seeds
+from oodbench.training.seeds import SeedsOptions, run_seeds
 from oodbench.training.syncbn import convert_batchnorm
 
 from .data import OutlierExposureSet, coco_pairs_from_root, recipe
@@ -75,7 +75,7 @@ from .losses import (
 from .model import PROJECTORS
 from .recipes import DEFAULT_RECIPE, RECIPE_HELP, RECIPES, resolve_config
 
-__all__ = ["RPLTrainConfig", "RPLTrainer", "build_network", "train_rpl", "add_train_parser", "main"]
+__all__ = ["RPLTrainConfig", "TrainCommandOptions", "RPLTrainer", "build_network", "train_rpl", "add_train_parser", "main"]
 
 @dataclass
 class RPLTrainConfig(EngineConfig):
@@ -373,18 +373,27 @@ def train_rpl(config: RPLTrainConfig, **kwargs: Any) -> TrainResult:
             cleanup_distributed(trainer.ctx)
 
 
+@dataclass
+class TrainCommandOptions:
+    """The flags of ``oodbench train`` besides :class:`RPLTrainConfig` and ``--seeds``."""
+
+    method: str = field(default="rpl", metadata=arg("method to train (default: rpl)", choices=["rpl"]))
+    config: str | None = field(default=None, metadata=arg(
+        "experiment file (experiments/*.toml): its [train] table sets fields; flags override it",
+        metavar="FILE.toml"))
+    dry_run: bool = field(default=False, metadata=arg(
+        "print the resolved configuration (and where each non-default value came from) and exit",
+        action="store_true"))
+
+
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``train`` (``--method rpl``) on an argparse ``subparsers``; sets ``func``."""
     p = subparsers.add_parser("train", help="train a method (rpl: RPL+CoroCL on a frozen segmenter; torchrun for multi-GPU)",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", default="rpl", choices=["rpl"], help="method to train (default: rpl)")
-    p.add_argument("--config", default=None, metavar="FILE.toml",
-                   help="experiment file (experiments/*.toml): its [train] table sets fields; flags override it")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved configuration (and where each non-default value came from) and exit")
-    add_dataclass_arguments(p, RPLTrainConfig, suppress_defaults=True)
-    add_seeds_argument(p)
-    p.set_defaults(func=_run_from_args)
+    add_dataclass_arguments(p, TrainCommandOptions)
+    add_dataclass_arguments(p, RPLTrainConfig, suppress_defaults=True)  # a --config file fills the rest
+    add_dataclass_arguments(p, SeedsOptions)
+    p.set_defaults(func=_run_from_args, config_class=(TrainCommandOptions, RPLTrainConfig, SeedsOptions))
     return p
 
 

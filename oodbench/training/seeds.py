@@ -7,18 +7,23 @@ that differ only in it as ``mean ± std`` over seeds (:mod:`oodbench.leaderboard
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+from ..cli_config import arg
 from ..errors import UsageError
 
-__all__ = ["add_seeds_argument", "seed_configs", "run_seeds"]
+__all__ = ["SeedsOptions", "seed_configs", "run_seeds"]
 
 
-def add_seeds_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
-                   help="train once per seed, sequentially, into <out-dir>/seed-<S>/ (replaces --seed)")
+@dataclass
+class SeedsOptions:
+    """``--seeds S1 S2 ...`` of the train commands (a generated option group)."""
+
+    seeds: list[int] | None = field(default=None, metadata=arg(
+        "train once per seed, sequentially, into <out-dir>/seed-<S>/ (replaces --seed)", metavar="S"))
 
 
 def seed_configs(cfg: Any, seeds: Sequence[int]) -> Iterator[Any]:

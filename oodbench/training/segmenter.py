@@ -42,7 +42,7 @@ from .entry import run_entry_point
 from .sampler import EpochBatchSampler, epoch_loader
 from .schedule import PolySchedule
 from .seeding import numpy_rng
-from .seeds import add_seeds_argument
+from .seeds import SeedsOptions
 from .syncbn import convert_batchnorm
 from .transforms import IGNORE_LABEL, hflip, normalize, random_crop, resize
 
@@ -239,8 +239,8 @@ def add_train_segmenter_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
     )
     add_dataclass_arguments(p, SegmenterTrainConfig)
-    add_seeds_argument(p)
-    p.set_defaults(func=_run_from_args)
+    add_dataclass_arguments(p, SeedsOptions)
+    p.set_defaults(func=_run_from_args, config_class=(SegmenterTrainConfig, SeedsOptions))
     return p
 
 

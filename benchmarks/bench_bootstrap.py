@@ -4,7 +4,7 @@
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_bootstrap.py [--frames 1000] [--real-frames 8]
-        [--height 1024 --width 2048] [--replicates 1000] [--json out.json]
+        [--height 1024 --width 2048] [--replicates 1000] [--open-set-frames 1500] [--json out.json]
 
 ``--real-frames`` synthetic frames of ``height x width`` pixels are generated (the benchmark
 data: 2 % anomaly, 10 % void, ``sigmoid(N(0, 1) + frame shift)`` scores, anomalies +1.8125, float32
@@ -17,6 +17,12 @@ pixels -- and ``--replicates`` replicates are timed: binning + bootstrap for the
 SMIYC pooled-curve bootstrap.  Peak memory is the ``tracemalloc`` peak of each timed step (numpy
 allocations included).  The binning error is the collector's binned full-sample value minus the
 exact accumulator's on the generated frames.
+
+Open-set / closed-set mIoU (StreetHazards): ``--real-frames`` frames of ``--open-set-size`` with 12
+known classes, 3 % anomaly, 5 % ignore, a prediction right on 80 % of the known pixels; one
+``OpenSetMIoU.update`` (pass 1) and one ``OpenSetFrameCounts.update`` (the bootstrap's pass-2
+counts) per frame are timed, then the counts are replicated to ``--open-set-frames`` frames and
+``--replicates`` replicates timed.
 """
 from __future__ import annotations
 
@@ -28,8 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from oodbench.metrics import (ExactPixelAccumulator, FrameCollector, SmiycPixelAccumulator,
-                              bootstrap_ci)
+from oodbench.metrics import (ExactPixelAccumulator, FrameCollector, OpenSetFrameCounts, OpenSetMIoU,
+                              SmiycPixelAccumulator, bootstrap_ci)
 
 
 def make_frame(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +78,54 @@ def replicate_smiyc(acc: SmiycPixelAccumulator, frames: int) -> SmiycPixelAccumu
         big.frame_order.append(-1)
     big.n_pos, big.n_neg = acc.n_pos * frames // k, acc.n_neg * frames // k
     return big
+
+
+def make_semantic_frame(rng: np.random.Generator, h: int, w: int, k: int = 12):
+    """StreetHazards-like frame: GT ids 0..k-1, anomaly k (3 %), ignore 255 (5 %); a prediction
+    that is right on 80 % of the known pixels; float16 scores higher on the anomaly."""
+    gt = rng.integers(0, k, size=(h, w), dtype=np.uint8)
+    u = rng.random((h, w))
+    gt[u < 0.03] = k
+    gt[(u >= 0.03) & (u < 0.08)] = 255
+    pred = np.where(rng.random((h, w)) < 0.8, np.minimum(gt, k - 1), rng.integers(0, k, size=(h, w)))
+    z = rng.standard_normal((h, w), dtype=np.float32) + np.float32(0.3 * rng.standard_normal())
+    z[gt == k] += np.float32(1.8125)
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float16), pred.astype(np.uint8), gt
+
+
+def run_open_set(frames: int, real_frames: int, h: int, w: int, replicates: int, seed: int = 0) -> dict[str, Any]:
+    """Open-set / closed-set mIoU: per-frame cost of the pass-1 accumulator and of the pass-2 counts
+    (:class:`OpenSetFrameCounts`), then ``replicates`` replicates over ``frames`` frames."""
+    rng = np.random.default_rng(seed)
+    data = [make_semantic_frame(rng, h, w) for _ in range(real_frames)]
+    groups = ["t5", "t6"]
+    acc = OpenSetMIoU(num_known=12)
+    t_acc = []
+    for i, (s, p, g) in enumerate(data):
+        t = time.perf_counter()
+        acc.update(s, p, g, group=groups[i % 2])
+        t_acc.append(time.perf_counter() - t)
+    thresholds = acc.thresholds()
+    counts = OpenSetFrameCounts(num_known=12, thresholds=thresholds)
+    t_cnt = []
+    for i, (s, p, g) in enumerate(data):
+        t = time.perf_counter()
+        counts.update(s, p, g, group=groups[i % 2], frame_id=f"f{i}")
+        t_cnt.append(time.perf_counter() - t)
+    big = OpenSetFrameCounts(num_known=12, thresholds=thresholds)
+    for i in range(frames):
+        j = i % real_frames
+        big.frame_ids.append(f"f{i}")
+        big.groups.append(counts.groups[j])
+        big.open_counts.append(counts.open_counts[j])
+        big.closed_counts.append(counts.closed_counts[j])
+    big._num_updates = frames
+    res, sec, peak = timed(lambda: bootstrap_ci(big, n=replicates, seed=0))
+    return {"frames": frames, "pixels_per_frame": h * w,
+            "per_frame_s": {"OpenSetMIoU.update f16": float(np.median(t_acc)),
+                            "OpenSetFrameCounts.update f16": float(np.median(t_cnt))},
+            "bootstrap": {"s": sec, "peak_mib": peak},
+            "ci": {k: res.ci[k] for k in ("open_miou", "closed_miou")}}
 
 
 def run(frames: int, real_frames: int, h: int, w: int, replicates: int, seed: int = 0) -> dict[str, Any]:
@@ -130,6 +184,12 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"| pass estimate: {name} x {r['frames']} | {s:.1f} | - |")
     for name, v in r["steps"].items():
         lines.append(f"| {name} | {v['s']:.2f} | {v['peak_mib']:.0f} |")
+    if "open_set" in r:
+        o = r["open_set"]
+        for name, sec in o["per_frame_s"].items():
+            lines.append(f"| {name} (one {o['pixels_per_frame'] / 1e6:.2f} MP frame) | {sec:.4f} | - |")
+        lines.append(f"| open-set + closed-set mIoU: {r['replicates']} replicates over {o['frames']} frames | "
+                     f"{o['bootstrap']['s']:.2f} | {o['bootstrap']['peak_mib']:.0f} |")
     lines.append("")
     for tag, e in r["binning_error"].items():
         lines.append(f"binning error {tag} ({int(e['num_bins'])} bins, state "
@@ -145,9 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=1024)
     ap.add_argument("--width", type=int, default=2048)
     ap.add_argument("--replicates", type=int, default=1000)
+    ap.add_argument("--open-set-frames", type=int, default=1500,
+                    help="frames of the open-set mIoU bootstrap (StreetHazards test: 1500; 0 = skip)")
+    ap.add_argument("--open-set-size", type=int, nargs=2, default=(720, 1280), metavar=("H", "W"),
+                    help="frame size of the open-set part (StreetHazards: 720 1280)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     r = run(a.frames, a.real_frames, a.height, a.width, a.replicates)
+    if a.open_set_frames:
+        r["open_set"] = run_open_set(a.open_set_frames, a.real_frames, *a.open_set_size, a.replicates)
     print(table(r))
     if a.json:
         with open(a.json, "w") as fh:

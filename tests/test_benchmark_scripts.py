@@ -29,3 +29,17 @@ def test_bench_evaluate_writes_the_split_and_reports_the_ratio(tmp_path, capsys,
     assert row["frames"] == 2 and row["ratio_wall"] > 0 and row["evaluate_imported_torch"] is False
     assert 0 < row["metrics"]["siou"] <= 1 and 0 < row["metrics"]["auprc"] <= 1
     assert "| **ratio** |" in capsys.readouterr().out
+
+
+def test_bench_bootstrap_reports_every_step(tmp_path, capsys, script):
+    bench = script("benchmarks/bench_bootstrap.py")
+    out = tmp_path / "row.json"
+    assert bench.main(["--frames", "20", "--real-frames", "2", "--height", "32", "--width", "64",
+                       "--replicates", "20", "--open-set-frames", "30", "--open-set-size", "36", "64",
+                       "--json", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["frames"] == 20 and set(row["steps"]) >= {"smiyc: 20 replicates", "collector f16: 20 replicates"}
+    assert row["open_set"]["frames"] == 30 and row["open_set"]["bootstrap"]["s"] > 0
+    lo, hi = row["open_set"]["ci"]["open_miou"]
+    assert 0 < lo <= hi < 1
+    assert "open-set + closed-set mIoU: 20 replicates over 30 frames" in capsys.readouterr().out

@@ -237,7 +237,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     cfg = config_from_namespace(SubmitConfig, args)
     names = cfg.dataset or list(SMIYC_SUBMISSION_SPLITS)
     splits = resolve_splits_for_args(cfg.data, names, labelled_only=False)
-    counts = build_smiyc_submission(cfg.predictions, cfg.method, cfg.out, splits, progress=want_progress(cfg.display))
+    counts = build_smiyc_submission(cfg.predictions, cfg.method, cfg.out, splits, progress=want_progress(cfg.display),
+                                    allow_untrained=cfg.allow_untrained)
     for key, n in counts.items():
         print(f"{key}: {n} frames")
     print(f"wrote {cfg.out}")

@@ -86,5 +86,8 @@ class SubmitConfig:
     method: str = field(metadata=arg("run name: the folder under anomaly_p/"))
     out: str = field(metadata=arg("FILE.zip"))
     dataset: list[str] | None = field(default=None, metadata=arg("default: the three SMIYC leaderboard splits"))
+    allow_untrained: bool = field(default=False, metadata=arg(
+        "submit predictions of a run on untrained weights (`run --allow-untrained`; refused otherwise)",
+        action="store_true"))
     data: DataOptions = field(default_factory=DataOptions)
     display: ProgressOptions = field(default_factory=ProgressOptions)

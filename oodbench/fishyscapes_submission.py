@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,17 +161,27 @@ exec oodbench fishyscapes-predict --method {method} {args} --input /input --outp
 
 def write_container(out_dir: str | Path, method: str, method_args: Sequence[str],
                     checkpoint: str | None, wheel: str | None, device: str = "cuda",
-                    validation: dict[str, float] | None = None) -> dict[str, Path]:
-    """Write the Apptainer definition, runscript and validation entry into ``out_dir``."""
+                    validation: dict[str, float] | None = None, state: str | None = None) -> dict[str, Path]:
+    """Write the Apptainer definition, runscript and validation entry into ``out_dir``.
+
+    ``checkpoint`` and a fitted ``state`` (``oodbench fit``) are copied beside the definition, built
+    into the image under ``/opt/oodbench/`` and passed to the runscript's ``fishyscapes-predict``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     args = list(method_args)
+    if checkpoint and state and Path(checkpoint).name == Path(state).name:
+        raise ContainerContractError(f"--checkpoint {checkpoint} and --state {state} share the file name "
+                                     f"{Path(state).name!r}; rename one (both go to /opt/oodbench/)")
     ckpt_files = ""
-    if checkpoint:
-        ckpt = Path(checkpoint)
-        shutil.copy2(ckpt, out / ckpt.name)
-        ckpt_files = f"    {ckpt.name} /opt/oodbench/{ckpt.name}\n"
-        args += ["--checkpoint", f"/opt/oodbench/{ckpt.name}"]
+    for flag, path in (("--checkpoint", checkpoint), ("--state", state)):
+        if not path:
+            continue
+        src = Path(path)
+        if (out / src.name).resolve() != src.resolve():
+            shutil.copy2(src, out / src.name)
+        ckpt_files += f"    {src.name} /opt/oodbench/{src.name}\n"
+        args += [flag, f"/opt/oodbench/{src.name}"]
     wheel_name = Path(wheel).name if wheel else "oodbench-*.whl"
     if wheel:
         shutil.copy2(wheel, out / wheel_name)
@@ -181,7 +192,7 @@ def write_container(out_dir: str | Path, method: str, method_args: Sequence[str]
     atomic_write_text(files["definition"], DEF_TEMPLATE.format(
         wheel_src=wheel_name, wheel_name=wheel_name, checkpoint_files=ckpt_files))
     atomic_write_text(files["runscript"], RUNSCRIPT_TEMPLATE.format(
-        method=method, args=" ".join(args), device=device))
+        method=shlex.quote(method), args=shlex.join(args), device=shlex.quote(device)))
     files["runscript"].chmod(0o755)
     if validation is not None:
         files["validation"] = out / "validation_performance.json"
@@ -218,14 +229,29 @@ def _validation_entry(results_dir: str, method: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- CLI
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .cli_support import build_method, method_kwargs
+    from .runner import ready_method
 
-    n = predict_directory(build_method(args.method, method_kwargs(args)), args.input, args.output,
-                          device=args.device, progress=not args.quiet)
+    method = build_method(args.method, method_kwargs(args))
+    # the same gate as `oodbench run`: a fitted state is loaded and checked, untrained weights refused
+    ready_method(method, args.method, state=args.state, allow_untrained=args.allow_untrained)
+    n = predict_directory(method, args.input, args.output, device=args.device, progress=not args.quiet)
     print(f"wrote {2 * n} files for {n} inputs to {args.output}")
     return 0
 
 
+def _check_container_method(args: argparse.Namespace) -> None:
+    """Build the method and pass it through the container's own gate before anything is written, so
+    what would only fail on the organisers' server fails here: a checkpoint that does not load,
+    untrained weights, a method that needs ``oodbench fit`` exported without ``--state``, or a state
+    fitted for another method or other weights."""
+    from .cli_support import build_method, method_kwargs
+    from .runner import ready_method
+
+    ready_method(build_method(args.method, method_kwargs(args)), args.method, state=args.state)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
+    _check_container_method(args)
     method_args = []
     if args.segmenter:
         method_args += ["--segmenter", args.segmenter]
@@ -233,7 +259,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         method_args += ["--param", p]
     validation = {args.method: _validation_entry(args.results, args.method)} if args.results else None
     files = write_container(args.out, args.method, method_args, args.checkpoint, args.wheel,
-                            device=args.device, validation=validation)
+                            device=args.device, validation=validation, state=args.state)
     for name, path in files.items():
         print(f"{name}: {path}")
     return 0
@@ -247,6 +273,8 @@ class FishyscapesExportConfig:
     """``oodbench fishyscapes-export``: the container definition and runscript for one method."""
 
     method: MethodOptions
+    state: str | None = field(default=None, metadata=arg(
+        "fitted state written by `oodbench fit`, built into the image (methods with requires_fit)"))
     device: str = field(default="cuda", metadata=arg("torch device the container predicts on"))
     quiet: bool = field(default=False, metadata=_QUIET)
     out: str = field(metadata=arg("directory for the definition and runscript"))
@@ -260,6 +288,11 @@ class FishyscapesPredictConfig:
     """``oodbench fishyscapes-predict``: the container's runscript."""
 
     method: MethodOptions
+    state: str | None = field(default=None, metadata=arg(
+        "fitted state written by `oodbench fit` (methods with requires_fit)"))
+    allow_untrained: bool = field(default=False, metadata=arg(
+        "predict with a method without trained weights (refused otherwise: the server would score them)",
+        action="store_true"))
     device: str = field(default="cpu", metadata=arg("torch device: cpu, cuda"))
     quiet: bool = field(default=False, metadata=_QUIET)
     input: str = field(metadata=arg("folder of DDDD_*.png images"))

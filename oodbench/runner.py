@@ -24,7 +24,7 @@ from .results import Result, save_result
 from .segmenters.inference import autocast
 from .store import PredictionStore, config_digest
 
-__all__ = ["predict_batch", "RunConfig", "predict_split", "run_method", "StaleRunError"]
+__all__ = ["predict_batch", "RunConfig", "predict_split", "ready_method", "run_method", "StaleRunError"]
 
 
 class StaleRunError(OodbenchError, ValueError):
@@ -229,6 +229,30 @@ def predict_split(
     return stats
 
 
+def ready_method(method, method_name: str, *, state=None, allow_untrained: bool = False) -> str | None:
+    """Make a built method ready to score, or refuse it; returns why its weights are untrained (None: trained).
+
+    The one gate every command that scores images passes (``run``, ``fishyscapes-predict``): a fitted
+    ``state`` (``oodbench fit``) is loaded and checked against the method (:func:`~oodbench.fitting.
+    load_state_into`), and a method whose :meth:`~oodbench.methods.Method.untrained_reason` is not None
+    (random weights, a segmenter-only checkpoint, a fit it never had) is refused with
+    :class:`~oodbench.methods.UntrainedMethodError` unless ``allow_untrained``.
+    """
+    from .methods import UntrainedMethodError
+
+    if state is not None:
+        from .fitting import load_state_into
+
+        load_state_into(method, state, method_name)
+    if method.registry_name is None:
+        method.registry_name = method_name
+    untrained = method.untrained_reason()
+    if untrained is not None and not allow_untrained:
+        raise UntrainedMethodError(f"{method_name}: {untrained}; or pass --allow-untrained to score it anyway "
+                                   "(its records are marked untrained)")
+    return untrained
+
+
 def run_method(
     method_name: str,
     splits: Sequence,
@@ -237,7 +261,7 @@ def run_method(
     method=None,
 ) -> list[Result]:
     """``oodbench run``: build the method once, then predict/store/evaluate every split."""
-    from .methods import METHODS, UntrainedMethodError, build
+    from .methods import METHODS, build
 
     from .sharding import barrier, gather_objects, init_distributed, make_reducer, shard
 
@@ -246,24 +270,15 @@ def run_method(
                        "progress": cfg.progress and ctx.is_main})
     if method is None:
         method = build(method_name, **(method_kwargs or {}))
-    if cfg.state is not None:
-        from .fitting import load_state_into
-
-        load_state_into(method, cfg.state, method_name)
-    if method.registry_name is None:
-        method.registry_name = method_name
-    store_name = cfg.name or method_name
     from . import metrics as M
 
     for split in splits:  # a protocol / FPR95 rule mismatch is refused before hours of inference
         if split.labels_public:
             M.build_protocol(cfg.protocol or split.protocol,
                              **({} if cfg.fpr_rule is None else {"fpr_rule": cfg.fpr_rule}))
-    untrained = method.untrained_reason()
-    if untrained is not None and not cfg.allow_untrained:
-        # before anything is written: no store folder, no record
-        raise UntrainedMethodError(f"{method_name}: {untrained}; or pass --allow-untrained to score it anyway "
-                                   "(its records are marked untrained)")
+    # before anything is written: no store folder, no record
+    untrained = ready_method(method, method_name, state=cfg.state, allow_untrained=cfg.allow_untrained)
+    store_name = cfg.name or method_name
     fp = method_fingerprint(method, store_name)
     reduce = make_reducer(ctx)
     results = []

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .atomic import atomic_path
-from .store import PredictionError, PredictionStore
+from .store import MixedPredictionsError, PredictionError, PredictionStore
 
 __all__ = ["SMIYC_SUBMISSION_SPLITS", "SMIYC_SCORE_DTYPE", "build_smiyc_submission", "SubmissionError"]
 
@@ -66,6 +66,22 @@ def _strays(store: PredictionStore, splits: Sequence) -> list[tuple[Path, list[s
     return out
 
 
+def _provenance_problems(store: PredictionStore, split, ids: Sequence[str], allow_untrained: bool) -> list[str]:
+    """What the organisers would score as this method although it is not one trained configuration."""
+    problems = []
+    manifest = store.read_run_manifest(split.key) or {}
+    if manifest.get("untrained") and not allow_untrained:
+        problems.append(f"{split.name}: {store.anomaly_dir(split.key)} was predicted with untrained weights "
+                        "(run --allow-untrained); pass --allow-untrained to submit it anyway")
+    try:
+        store.check_single_config(split.key, ids)
+    except MixedPredictionsError as exc:
+        problems.append(f"{split.name}: {exc}")
+    except PredictionError:
+        pass  # an unreadable frame: named by the per-frame check below
+    return problems
+
+
 def build_smiyc_submission(
     predictions: str | os.PathLike,
     method: str,
@@ -73,6 +89,7 @@ def build_smiyc_submission(
     splits: Sequence,
     progress: bool = True,
     log: Callable[[str], None] = _stderr,
+    allow_untrained: bool = False,
 ) -> dict[str, int]:
     """Validate and pack the SMIYC prediction tree of ``method`` for ``splits``.
 
@@ -80,8 +97,10 @@ def build_smiyc_submission(
     and nothing else; stray prediction files are reported through ``log`` and left out.
 
     Returns the number of files per persistence key. Raises :class:`SubmissionError` listing
-    every problem (missing frames; unreadable, non-finite, wrong-dtype or wrong-shape files, each
-    named) without writing.
+    every problem without writing: missing frames; unreadable, non-finite, wrong-dtype or
+    wrong-shape files (each named); frames of more than one configuration in one folder (an
+    interrupted ``run --overwrite`` with another checkpoint, the check ``evaluate`` applies); and a
+    run on untrained weights (its run manifest says so) unless ``allow_untrained``.
     """
     from tqdm.auto import tqdm
 
@@ -100,6 +119,7 @@ def build_smiyc_submission(
                 f"{store.anomaly_dir(split.key)} (e.g. {', '.join(missing[:5])})"
             )
             continue
+        problems += _provenance_problems(store, split, ids, allow_untrained)
         for fid in tqdm(ids, desc=f"checking {split.name}", disable=not progress, leave=False):
             try:
                 store.read_anomaly(split.key, fid, shape=_image_size(split, fid), dtype=SMIYC_SCORE_DTYPE)

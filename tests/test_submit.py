@@ -116,3 +116,32 @@ def test_every_problem_is_listed_before_refusing(store, tmp_path):
     with pytest.raises(SubmissionError, match="2 problem") as err:
         _build(store, tmp_path)
     assert "a1.hdf5" in str(err.value) and "1 of 3 frames missing" in str(err.value) and "o2" in str(err.value)
+
+
+def test_a_folder_of_two_configurations_is_not_packed(tmp_path):
+    # an interrupted `run --overwrite` with another checkpoint leaves frames of both; evaluate refuses
+    # such a folder, and so must the archive the organisers score as one method
+    s = PredictionStore(tmp_path / "out", "m")
+    old, new = "a" * 64, "b" * 64
+    s.write_anomaly("AnomalyTrack-all", "a0", np.zeros((4, 6)), dtype="float16", config=new)
+    s.write_anomaly("AnomalyTrack-all", "a1", np.zeros((5, 6)), dtype="float16", config=old)
+    s.write_run_manifest("AnomalyTrack-all", {"method": "m", "config_digest": new})
+    with pytest.raises(SubmissionError, match="more than one configuration") as err:
+        build_smiyc_submission(s.root, "m", tmp_path / "sub.zip", [ANOMALY], progress=False, log=print)
+    assert "smiyc-anomaly-test" in str(err.value) and "a0" in str(err.value) and "a1" in str(err.value)
+    assert not (tmp_path / "sub.zip").exists()
+    # one configuration throughout: packed
+    s.write_anomaly("AnomalyTrack-all", "a1", np.zeros((5, 6)), dtype="float16", config=new)
+    assert build_smiyc_submission(s.root, "m", tmp_path / "sub.zip", [ANOMALY], progress=False,
+                                  log=print) == {"AnomalyTrack-all": 2}
+
+
+def test_a_run_on_untrained_weights_is_submitted_only_when_asked(store, tmp_path):
+    store.write_run_manifest("ObstacleTrack-all", {"method": "m", "untrained": True})
+    with pytest.raises(SubmissionError, match="untrained weights") as err:
+        _build(store, tmp_path)
+    assert "smiyc-obstacle-test" in str(err.value) and "--allow-untrained" in str(err.value)
+    assert "1 problem(s)" in str(err.value) and not (tmp_path / "sub.zip").exists()
+    counts = build_smiyc_submission(store.root, "m", tmp_path / "sub.zip", SPLITS, progress=False, log=print,
+                                    allow_untrained=True)
+    assert counts == {"AnomalyTrack-all": 2, "ObstacleTrack-all": 3}

@@ -35,20 +35,22 @@ def compare_split(split: Any, predictions: Any, method_a: str, method_b: str, sp
         spec: replicates, level and seed (the same frames are drawn for both methods).
 
     Returns:
-        ``{"dataset", "protocol", "protocol_version", "fpr_rule", "methods": [a, b], "values":
-        [{...}, {...}], "metrics": {metric: {"delta", "ci", "p_value"}}, "bootstrap": {...}}``
-        (``values``: the exact full-sample metrics of each method, in ``methods`` order; null
-        where undefined).
+        ``{"dataset", "protocol", "protocol_version", "fpr_rule", "methods": [a, b], "untrained":
+        [bool, bool], "values": [{...}, {...}], "metrics": {metric: {"delta", "ci", "p_value"}},
+        "bootstrap": {...}}`` (``values``: the exact full-sample metrics of each method, in
+        ``methods`` order, null where undefined; ``untrained``: whose predictions came from a
+        ``run --allow-untrained``, marked wherever the comparison is rendered).
     """
     from .evaluate import evaluate_split
     from .intervals import paired_intervals
     from .metrics.bootstrap import _spec
     from .store import PredictionStore
 
-    evs = []
+    evs, untrained = [], []
     for method, root in ((method_a, predictions), (method_b, predictions if predictions_b is None else predictions_b)):
         store = PredictionStore(root, method)
         manifest = store.read_run_manifest(split.key) or {}
+        untrained.append(bool(manifest.get("untrained", False)))
         evs.append(evaluate_split(split, store, protocol, frame_ids=split.frame_ids(),
                                   semantic_label_space=manifest.get("semantic_label_space"),
                                   progress=progress, fpr_rule=fpr_rule, bootstrap=spec))
@@ -60,8 +62,8 @@ def compare_split(split: Any, predictions: Any, method_a: str, method_b: str, sp
         return {k: (None if v is None or v != v else v) for k, v in ((k, ev.metrics.get(k)) for k in paired)}
 
     return {"dataset": split.name, "protocol": a.protocol, "protocol_version": a.protocol_version,
-            "fpr_rule": a.fpr_rule, "methods": [method_a, method_b], "values": [values(a), values(b)],
-            "metrics": paired, "bootstrap": note}
+            "fpr_rule": a.fpr_rule, "methods": [method_a, method_b], "untrained": untrained,
+            "values": [values(a), values(b)], "metrics": paired, "bootstrap": note}
 
 
 def render_comparisons(records: list[dict[str, Any]], metrics: tuple[str, ...] = ("auprc", "auroc", "fpr95"),
@@ -70,7 +72,7 @@ def render_comparisons(records: list[dict[str, Any]], metrics: tuple[str, ...] =
     points with its interval, and its p-value."""
     from tabulate import tabulate
 
-    from .leaderboard import METRIC_COLUMNS
+    from .leaderboard import METRIC_COLUMNS, UNTRAINED_MARK
 
     if not records:
         return ""
@@ -82,7 +84,8 @@ def render_comparisons(records: list[dict[str, Any]], metrics: tuple[str, ...] =
         headers += [f"Δ {name} {'↑' if higher else '↓'}", "p"]
     rows = []
     for r in records:
-        row = [r["dataset"], *r["methods"]]
+        marks = r.get("untrained") or (False, False)
+        row = [r["dataset"], *(f"{m} {UNTRAINED_MARK}" if u else m for m, u in zip(r["methods"], marks))]
         for k in shown:
             m = r["metrics"].get(k)
             if m is None or m["delta"] is None:
@@ -99,6 +102,9 @@ def render_comparisons(records: list[dict[str, Any]], metrics: tuple[str, ...] =
               f"paired frame-bootstrap interval ({spec['n']} replicates, seed {spec['seed']}: both "
               "methods scored on the same resampled frames) and the two-sided bootstrap p-value.", ""]
     lines.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    if any(any(r.get("untrained") or ()) for r in records):
+        lines += ["", f"{UNTRAINED_MARK}: predictions of a run on random or unfitted weights "
+                      "(`--allow-untrained`); a difference to it says nothing about the method."]
     return "\n".join(lines) + "\n"
 
 

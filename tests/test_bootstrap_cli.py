@@ -134,6 +134,35 @@ def test_a_clearly_better_method_has_p_below_0_01(bench, tmp_path):
         assert rec["values"][0]["auprc"] > rec["values"][1]["auprc"]
 
 
+def test_a_comparison_with_an_untrained_run_is_marked(bench, tmp_path, capsys):
+    import shutil
+
+    from oodbench.compare import render_comparisons
+    from oodbench.store import PredictionStore
+
+    root, preds = bench
+    copy = tmp_path / "preds"
+    shutil.copytree(preds / "anomaly_p" / "bad", copy / "anomaly_p" / "bad")
+    shutil.copytree(preds / "anomaly_p" / "good", copy / "anomaly_p" / "good")
+    for name in ("road-anomaly", "smiyc-anomaly-val"):
+        from oodbench.datasets import get_split
+
+        key = get_split(name, root, check_count=False).key
+        PredictionStore(copy, "bad").write_run_manifest(key, {"method": "bad", "untrained": True})
+    _cli("compare", "--predictions", copy, "--methods", "good", "bad", "--dataset", "road-anomaly",
+         "smiyc-anomaly-val", "--data-root", root, "--no-count-check", "-q", "--bootstrap", "50")
+    table = capsys.readouterr().out
+    assert table.count("| bad (untrained) ") == 2 and "| good (untrained)" not in table
+    assert "(untrained): predictions of a run on random or unfitted weights" in table
+    out = tmp_path / "cmp.json"
+    _cli("compare", "--predictions", copy, "--methods", "good", "bad", "--dataset", "road-anomaly",
+         "--data-root", root, "--no-count-check", "-q", "--bootstrap", "50", "--json", out)
+    (rec,) = json.loads(out.read_text())
+    assert rec["untrained"] == [False, True]
+    rec["untrained"] = [False, False]
+    assert "(untrained)" not in render_comparisons([rec])
+
+
 def test_compare_refuses_other_than_two_methods(bench, capsys):
     root, preds = bench
     code = main(["compare", "--predictions", str(preds), "--methods", "good", "--dataset", "road-anomaly",

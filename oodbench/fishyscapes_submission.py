@@ -214,6 +214,9 @@ def _validation_entry(results_dir: str, method: str) -> dict[str, Any]:
             continue
         if r.untrained:
             raise ContainerContractError(f"{r.dataset}: the result of {method} was scored with untrained weights")
+        if r.off_count:
+            raise ContainerContractError(f"{r.dataset}: the result of {method} covers {r.num_frames} of the "
+                                         f"{r.expected_frames} validation frames (--no-count-check)")
         key = "lostandfound" if r.dataset == "fishyscapes-laf-val" else "static"
         entry[key] = {"ap": r.metrics["auprc"], "fpr": r.metrics["fpr95"]}
     if not entry and other:

@@ -4,8 +4,10 @@
 ``render_markdown`` turns it into markdown: one section per split, and in it one table per
 (protocol, FPR95 rule) -- numbers of different protocols are never in one table, and the best value
 per column (in bold) is chosen within one protocol, among trained rows. Methods are rows, metrics
-columns with an arrow for the better direction, values in percent; results on synthetic data and
-rows scored with untrained weights (``--allow-untrained``) are marked unmistakably.
+columns with an arrow for the better direction, values in percent; results on synthetic data, rows
+scored with untrained weights (``--allow-untrained``) and rows of a split copy with another frame count
+than the complete split (``--no-count-check``; ``40 of 100 frames``) are marked unmistakably and never
+bold.
 
 Uncertainty (issue #15): records that differ only in the training seed (same method, split,
 protocol, FPR95 rule and hyperparameters; their checkpoints differ) become one row, ``mean ± std``
@@ -44,11 +46,20 @@ SYNTHETIC_MARK = "SYNTHETIC DATA"
 UNTRAINED_MARK = "(untrained)"
 UNTRAINED_NOTE = (f"{UNTRAINED_MARK}: scored with random or unfitted weights (`--allow-untrained`); "
                   "not a result of the method, never in bold.")
+OFF_COUNT_NOTE = ("(n of m frames): evaluated on a copy of the split with another frame count than the complete "
+                  "split (`--no-count-check`); not the benchmark's number, never in bold.")
+
+
+def _off_count_mark(num_frames: int, expected_frames: int | None) -> str:
+    """``"(40 of 100 frames)"`` for a record of a partial or altered split copy, else ``""``."""
+    if expected_frames is None or pd.isna(expected_frames) or int(num_frames) == int(expected_frames):
+        return ""
+    return f"({int(num_frames)} of {int(expected_frames)} frames)"
 
 
 def _seed_key(r: Result) -> tuple:
     return (*r.identity, json.dumps(r.hparams, sort_keys=True, default=str), bool(r.synthetic),
-            bool(r.untrained))
+            bool(r.untrained), r.num_frames, r.expected_frames)
 
 
 def aggregate_seeds(results: Sequence[Result]) -> list[tuple[Result, list[Result]]]:
@@ -95,6 +106,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
             "selected_on": r.selected_on or "",
             "source": r.notes.get("source", "ours") if isinstance(r.notes, dict) else "ours",
             "num_frames": r.num_frames,
+            "expected_frames": r.expected_frames,
             "plugin": f"{r.plugin.get('distribution', '')} {r.plugin.get('version', '')}".strip(),
             "checkpoint_sha256": r.checkpoint_sha256,
             "git_commit": r.git_commit,
@@ -116,7 +128,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
         rows.append(row)
     cols = ["dataset", "benchmark", "method", "registered_method", "protocol", "protocol_version", "fpr_rule",
             "synthetic", "untrained", "selected_on", "source",
-            "num_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit",
+            "num_frames", "expected_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit",
             "training_seed", "n_seeds", "ci", "ci_spec", *(f"{k}_std" for k in METRIC_COLUMNS)]
     return pd.DataFrame(rows, columns=cols)
 
@@ -235,6 +247,9 @@ def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard", ci: b
     df = df.copy()
     for col, default in (("fpr_rule", ""), ("untrained", False), ("source", "ours"), ("selected_on", "")):
         df[col] = df[col].fillna(default) if col in df else default
+    if "expected_frames" not in df:
+        df["expected_frames"] = None
+    df["off_count"] = [_off_count_mark(n, e) for n, e in zip(df["num_frames"], df["expected_frames"])]
     parts = [f"# {title}", ""]
     if df["synthetic"].any():
         parts += [
@@ -274,8 +289,9 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
                  + (f" {intervals}" if intervals else ""))
     parts.append("")
     metric_keys = [k for k in METRIC_COLUMNS if sub[k].notna().any()]
-    trained = sub[~sub["untrained"].astype(bool)]
-    bold = {k: _best_rows(trained, k, ci) for k in metric_keys}
+    # bold only among rows that are the method's number on the complete split
+    eligible = sub[~sub["untrained"].astype(bool) & (sub["off_count"] == "")]
+    bold = {k: _best_rows(eligible, k, ci) for k in metric_keys}
     headers = ["Method"] + [
         f"{METRIC_COLUMNS[k][0]} {'↑' if METRIC_COLUMNS[k][1] else '↓'}" for k in metric_keys
     ]
@@ -289,6 +305,8 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
     for idx, r in order.iterrows():
         untrained = bool(r["untrained"])
         row = [f"{r['method']} {UNTRAINED_MARK}" if untrained else r["method"]]
+        if r["off_count"]:
+            row[0] += f" {r['off_count']}"
         if r["selected_on"]:  # numbers of a checkpoint chosen on a validation split (this one, or another)
             row[0] += (" (checkpoint selected on this split)" if r["selected_on"] == r["dataset"]
                        else f" (checkpoint selected on {r['selected_on']})")
@@ -302,7 +320,7 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
                 n = footnotes.setdefault(src, len(footnotes) + 1)
                 row.append(f"published [{n}]")
         for k in metric_keys:
-            row.append(_cell(r, k, ci, not untrained and idx in bold[k]))
+            row.append(_cell(r, k, ci, idx in bold[k]))
         rows.append(row)
     parts.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
     parts.append("")
@@ -315,6 +333,9 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
             parts.append("")
     if sub["untrained"].astype(bool).any():
         parts.append(UNTRAINED_NOTE)
+        parts.append("")
+    if (sub["off_count"] != "").any():
+        parts.append(OFF_COUNT_NOTE)
         parts.append("")
     return parts
 

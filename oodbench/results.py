@@ -5,7 +5,8 @@ tell two numbers apart later: oodbench version and git commit, method hyperparam
 sha256, whether the weights were trained (``untrained``), the split a selected checkpoint was chosen
 on (``selected_on``: its numbers on that split are not held-out), which distribution provided the method
 (plugins), a fingerprint of the evaluated data (frame ids and decoded-label hashes), whether the
-data was synthetic, device and wall time. Records may carry frame-bootstrap intervals of their metrics
+data was synthetic, how many frames the complete split has (``expected_frames``: a record of a partial
+copy, ``--no-count-check``, says so), device and wall time. Records may carry frame-bootstrap intervals of their metrics
 (``ci``: ``{metric: [lo, hi]}``, with ``bootstrap``: ``{"n", "level", "seed", "unit", ...}``) and the
 seed the method's weights were trained with (``training_seed``; leaderboards average records that
 differ only in it).
@@ -46,7 +47,8 @@ __all__ = ["Result", "RecordError", "DataFingerprint", "save_result", "load_resu
 #: 2: ``fpr_rule`` and ``untrained`` fields; the protocol in the file name
 #: 3: ``selected_on``, ``ci``, ``bootstrap`` and ``training_seed`` fields
 #: 4: ``name`` (the run name, ``oodbench run --name``) and ``fitted_state_sha256`` fields
-SCHEMA_VERSION = 4
+#: 5: ``expected_frames`` (a record of a partial split copy is told apart from a full one)
+SCHEMA_VERSION = 5
 
 
 class DataFingerprint:
@@ -108,7 +110,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "device": (str,), "wall_time_s": (int, float, type(None)), "oodbench_version": (str,),
     "git_commit": (str, type(None)), "created": (str,), "notes": (dict,), "schema_version": (int,),
     "ci": (dict,), "bootstrap": (dict, type(None)), "training_seed": (int, type(None)),
-    "name": (str,), "fitted_state_sha256": (str, type(None)),
+    "name": (str,), "fitted_state_sha256": (str, type(None)), "expected_frames": (int, type(None)),
 }
 #: fields a record cannot do without (the others have defaults, e.g. in records of older versions)
 REQUIRED_FIELDS = ("method", "dataset", "benchmark", "protocol", "protocol_version", "metrics", "num_frames")
@@ -161,6 +163,10 @@ class Result:
     name: str = ""
     #: sha256 of the fitted-state file the method loaded (``oodbench run --state``)
     fitted_state_sha256: str | None = None
+    #: frames of the complete split (the official count, or the synthetic benchmark manifest's);
+    #: ``None``: unknown (records of older versions, splits without a fixed count). A record whose
+    #: ``num_frames`` differs was evaluated on a partial or altered copy (``--no-count-check``)
+    expected_frames: int | None = None
 
     @classmethod
     def from_evaluation(
@@ -186,7 +192,7 @@ class Result:
 
         Args:
             ev: the :class:`~oodbench.evaluate.EvaluationOutput` of ``split``.
-            split: the evaluated split (name, benchmark, root, synthetic).
+            split: the evaluated split (name, benchmark, root, synthetic, ``expected()`` frame count).
             method: registry name of the method.
             name: run name when it differs from ``method`` (``oodbench run --name``).
             fitted_state_sha256: sha256 of the fitted state the method loaded.
@@ -215,12 +221,19 @@ class Result:
             bootstrap=dict(ev.bootstrap) if getattr(ev, "bootstrap", None) else None,
             training_seed=None if training_seed is None else int(training_seed),
             name="" if name in (None, method) else str(name), fitted_state_sha256=fitted_state_sha256,
+            expected_frames=split.expected(),
         )
 
     @property
     def effective_fpr_rule(self) -> str:
         """The FPR95 rule of the numbers (records of older versions: from the metrics or the protocol)."""
         return self.fpr_rule or str(self.metrics.get("fpr_rule") or default_fpr_rule(self.protocol) or "")
+
+    @property
+    def off_count(self) -> bool:
+        """Whether the evaluated frames are not the complete split (``num_frames != expected_frames``):
+        such a number is not the benchmark's and is marked wherever it is shown."""
+        return self.expected_frames is not None and self.num_frames != self.expected_frames
 
     @property
     def run_name(self) -> str:
@@ -282,6 +295,8 @@ def validate_record(d: Any, source: str = "result record") -> None:
             raise bad(key, "is empty")
     if d["num_frames"] < 0:
         raise bad("num_frames", f"must be >= 0, got {d['num_frames']}")
+    if d.get("expected_frames") is not None and d["expected_frames"] < 1:
+        raise bad("expected_frames", f"must be >= 1 or null, got {d['expected_frames']}")
     for key, value in d["metrics"].items():
         where = f"metrics.{key}"
         if key in METRIC_COLUMNS:

@@ -56,6 +56,39 @@ def test_run_all_writes_records_and_prints_marked_tables(energy_run):
     assert (work / "out" / "anomaly_p" / "energy" / "AnomalyTrack-all").is_dir()
 
 
+def test_a_partial_split_copy_is_marked_and_never_bold(energy_run, synth_root, cli, tmp_path):
+    import shutil
+
+    work, _ = energy_run
+    full = record(work / "results", "road-anomaly")
+    assert full["expected_frames"] == full["num_frames"] == 8
+    # a user's copy of RoadAnomaly missing one frame, evaluated with --no-count-check
+    root = tmp_path / "data"
+    shutil.copytree(synth_root / "RoadAnomaly_jpg", root / "RoadAnomaly_jpg")
+    shutil.copy(synth_root / "oodbench_manifest.json", root)
+    listing = root / "RoadAnomaly_jpg" / "frame_list.json"
+    names = json.loads(listing.read_text())
+    listing.write_text(json.dumps(names[1:]))  # the official list, without its first frame
+    proc = cli("evaluate", "--predictions", work / "out", "--method", "energy", "--dataset", "road-anomaly",
+               "--data-root", root, check=False)
+    assert proc.returncode == 2 and "expected 8 frames" in proc.stderr  # refused unless asked
+    shutil.copytree(work / "out" / "anomaly_p" / "energy", tmp_path / "out" / "anomaly_p" / "energy-partial")
+    (part,) = json.loads(cli("evaluate", "--predictions", tmp_path / "out", "--method", "energy-partial",
+                             "--dataset", "road-anomaly", "--data-root", root, "--no-count-check", "--json", "-",
+                             "--results", tmp_path / "results").stdout)
+    assert (part["num_frames"], part["expected_frames"]) == (7, 8)
+    # the partial row may have the best AuPRC: it is marked and never bold; the complete row is
+    better = dict(part, metrics={**part["metrics"], "auprc": 0.99})
+    (tmp_path / "results" / "energy-partial__road-anomaly__fishyscapes.json").write_text(json.dumps(better))
+    shutil.copy(work / "results" / "energy__road-anomaly__fishyscapes.json", tmp_path / "results")
+    board = cli("leaderboard", "--results", tmp_path / "results").stdout
+    (row,) = [line for line in board.splitlines() if line.startswith("| energy-partial")]
+    assert row.startswith("| energy-partial (7 of 8 frames) ") and "**" not in row and "99.00" in row
+    (ours,) = [line for line in board.splitlines() if line.startswith("| energy ")]
+    assert f"**{100 * full['metrics']['auprc']:.2f}**" in ours
+    assert "(n of m frames): evaluated on a copy of the split with another frame count" in board
+
+
 def test_rerun_skips_stored_frames(energy_run, synth_root, cli, segmenter_ckpt):
     work, _ = energy_run
     cli("run", "--method", "energy", "--segmenter", "deeplabv3plus_small", "--checkpoint", segmenter_ckpt,

@@ -30,6 +30,9 @@ class _Eval:
 class _Split:
     name, benchmark, root, synthetic = "road-anomaly", "RoadAnomaly", Path("/data"), True
 
+    def expected(self) -> int:
+        return 3  # the complete split: _Eval scored all of it
+
 
 # -- #12.5: the protocol (and a non-default FPR95 rule) are part of the record's identity ------------
 def test_record_file_name_names_protocol_and_non_default_fpr_rule():
@@ -81,6 +84,7 @@ def test_from_evaluation_stamps_provenance_once(monkeypatch):
     assert (r.oodbench_version, r.git_commit, r.device) == (__version__, "c0ffee", "cuda:0")
     assert r.created and r.fpr_rule == "nearest_recall" and r.protocol == "exact"
     assert r.synthetic is True and r.data_root == "/data" and r.wall_time_s == 1.235
+    assert r.expected_frames == 3 and not r.off_count
     host = Result.from_evaluation(_Eval(), _Split(), method="energy")
     assert host.device  # the host is named when the caller gives no device
 

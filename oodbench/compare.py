@@ -36,10 +36,12 @@ def compare_split(split: Any, predictions: Any, method_a: str, method_b: str, sp
 
     Returns:
         ``{"dataset", "protocol", "protocol_version", "fpr_rule", "methods": [a, b], "untrained":
-        [bool, bool], "values": [{...}, {...}], "metrics": {metric: {"delta", "ci", "p_value"}},
-        "bootstrap": {...}}`` (``values``: the exact full-sample metrics of each method, in
-        ``methods`` order, null where undefined; ``untrained``: whose predictions came from a
-        ``run --allow-untrained``, marked wherever the comparison is rendered).
+        [bool, bool], "num_frames", "expected_frames", "values": [{...}, {...}], "metrics": {metric:
+        {"delta", "ci", "p_value"}}, "bootstrap": {...}}`` (``values``: the exact full-sample metrics
+        of each method, in ``methods`` order, null where undefined; ``untrained``: whose predictions
+        came from a ``run --allow-untrained``; ``expected_frames``: the complete split's frame
+        count, see :attr:`oodbench.results.Result.expected_frames`; both are marked wherever the
+        comparison is rendered).
     """
     from .evaluate import evaluate_split
     from .intervals import paired_intervals
@@ -63,6 +65,7 @@ def compare_split(split: Any, predictions: Any, method_a: str, method_b: str, sp
 
     return {"dataset": split.name, "protocol": a.protocol, "protocol_version": a.protocol_version,
             "fpr_rule": a.fpr_rule, "methods": [method_a, method_b], "untrained": untrained,
+            "num_frames": int(a.num_frames), "expected_frames": split.expected(),
             "values": [values(a), values(b)], "metrics": paired, "bootstrap": note}
 
 
@@ -72,7 +75,7 @@ def render_comparisons(records: list[dict[str, Any]], metrics: tuple[str, ...] =
     points with its interval, and its p-value."""
     from tabulate import tabulate
 
-    from .leaderboard import METRIC_COLUMNS, UNTRAINED_MARK
+    from .leaderboard import METRIC_COLUMNS, OFF_COUNT_NOTE, UNTRAINED_MARK, off_count_mark
 
     if not records:
         return ""
@@ -85,7 +88,9 @@ def render_comparisons(records: list[dict[str, Any]], metrics: tuple[str, ...] =
     rows = []
     for r in records:
         marks = r.get("untrained") or (False, False)
-        row = [r["dataset"], *(f"{m} {UNTRAINED_MARK}" if u else m for m, u in zip(r["methods"], marks))]
+        off = off_count_mark(r.get("num_frames", 0), r.get("expected_frames"))
+        row = [f"{r['dataset']} {off}" if off else r["dataset"],
+               *(f"{m} {UNTRAINED_MARK}" if u else m for m, u in zip(r["methods"], marks))]
         for k in shown:
             m = r["metrics"].get(k)
             if m is None or m["delta"] is None:
@@ -105,6 +110,8 @@ def render_comparisons(records: list[dict[str, Any]], metrics: tuple[str, ...] =
     if any(any(r.get("untrained") or ()) for r in records):
         lines += ["", f"{UNTRAINED_MARK}: predictions of a run on random or unfitted weights "
                       "(`--allow-untrained`); a difference to it says nothing about the method."]
+    if any(off_count_mark(r.get("num_frames", 0), r.get("expected_frames")) for r in records):
+        lines += ["", OFF_COUNT_NOTE.replace(", never in bold", "")]
     return "\n".join(lines) + "\n"
 
 

@@ -28,7 +28,7 @@ from tabulate import tabulate
 
 from .results import RecordError, Result, default_fpr_rule, load_results
 
-__all__ = ["METRIC_COLUMNS", "load", "to_frame", "render_markdown", "aggregate_seeds"]
+__all__ = ["METRIC_COLUMNS", "load", "to_frame", "render_markdown", "aggregate_seeds", "off_count_mark"]
 
 #: metric key -> (column title, higher is better, shown in percent)
 METRIC_COLUMNS: dict[str, tuple[str, bool, bool]] = {
@@ -50,7 +50,7 @@ OFF_COUNT_NOTE = ("(n of m frames): evaluated on a copy of the split with anothe
                   "split (`--no-count-check`); not the benchmark's number, never in bold.")
 
 
-def _off_count_mark(num_frames: int, expected_frames: int | None) -> str:
+def off_count_mark(num_frames: int, expected_frames: int | None) -> str:
     """``"(40 of 100 frames)"`` for a record of a partial or altered split copy, else ``""``."""
     if expected_frames is None or pd.isna(expected_frames) or int(num_frames) == int(expected_frames):
         return ""
@@ -249,7 +249,7 @@ def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard", ci: b
         df[col] = df[col].fillna(default) if col in df else default
     if "expected_frames" not in df:
         df["expected_frames"] = None
-    df["off_count"] = [_off_count_mark(n, e) for n, e in zip(df["num_frames"], df["expected_frames"])]
+    df["off_count"] = [off_count_mark(n, e) for n, e in zip(df["num_frames"], df["expected_frames"])]
     parts = [f"# {title}", ""]
     if df["synthetic"].any():
         parts += [

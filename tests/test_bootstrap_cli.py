@@ -161,6 +161,11 @@ def test_a_comparison_with_an_untrained_run_is_marked(bench, tmp_path, capsys):
     assert rec["untrained"] == [False, True]
     rec["untrained"] = [False, False]
     assert "(untrained)" not in render_comparisons([rec])
+    assert rec["num_frames"] == rec["expected_frames"] and " of 8 frames)" not in render_comparisons([rec])
+    rec["expected_frames"] = rec["num_frames"] + 3  # a comparison on a partial copy of the split
+    table = render_comparisons([rec])
+    assert f"| road-anomaly ({rec['num_frames']} of {rec['num_frames'] + 3} frames) " in table
+    assert "(n of m frames): evaluated on a copy of the split" in table
 
 
 def test_compare_refuses_other_than_two_methods(bench, capsys):

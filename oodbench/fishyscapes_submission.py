@@ -214,6 +214,9 @@ def _validation_entry(results_dir: str, method: str) -> dict[str, Any]:
             continue
         if r.untrained:
             raise ContainerContractError(f"{r.dataset}: the result of {method} was scored with untrained weights")
+        if r.edited:
+            raise ContainerContractError(f"{r.dataset}: the result record of {method} was changed after oodbench "
+                                         "wrote it (its digest no longer matches); rerun `oodbench evaluate`")
         if r.off_count:
             raise ContainerContractError(f"{r.dataset}: the result of {method} covers {r.num_frames} of the "
                                          f"{r.expected_frames} validation frames (--no-count-check)")

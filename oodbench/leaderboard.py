@@ -6,8 +6,8 @@
 per column (in bold) is chosen within one protocol, among trained rows. Methods are rows, metrics
 columns with an arrow for the better direction, values in percent; results on synthetic data, rows
 scored with untrained weights (``--allow-untrained``) and rows of a split copy with another frame count
-than the complete split (``--no-count-check``; ``40 of 100 frames``) are marked unmistakably and never
-bold.
+than the complete split (``--no-count-check``; ``40 of 100 frames``) and records changed after oodbench
+wrote them (``(edited)``: their ``digest`` no longer matches) are marked unmistakably and never bold.
 
 Uncertainty (issue #15): records that differ only in the training seed (same method, split,
 protocol, FPR95 rule and hyperparameters; their checkpoints differ) become one row, ``mean ± std``
@@ -46,6 +46,9 @@ SYNTHETIC_MARK = "SYNTHETIC DATA"
 UNTRAINED_MARK = "(untrained)"
 UNTRAINED_NOTE = (f"{UNTRAINED_MARK}: scored with random or unfitted weights (`--allow-untrained`); "
                   "not a result of the method, never in bold.")
+EDITED_MARK = "(edited)"
+EDITED_NOTE = (f"{EDITED_MARK}: the record's content no longer matches the digest oodbench wrote with it: changed "
+               "by hand or by another tool after it was written; not a measured number, never in bold.")
 OFF_COUNT_NOTE = ("(n of m frames): evaluated on a copy of the split with another frame count than the complete "
                   "split (`--no-count-check`); not the benchmark's number, never in bold.")
 
@@ -59,7 +62,7 @@ def off_count_mark(num_frames: int, expected_frames: int | None) -> str:
 
 def _seed_key(r: Result) -> tuple:
     return (*r.identity, json.dumps(r.hparams, sort_keys=True, default=str), bool(r.synthetic),
-            bool(r.untrained), r.num_frames, r.expected_frames)
+            bool(r.untrained), r.num_frames, r.expected_frames, r.edited)
 
 
 def aggregate_seeds(results: Sequence[Result]) -> list[tuple[Result, list[Result]]]:
@@ -103,6 +106,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
             "fpr_rule": r.effective_fpr_rule,
             "synthetic": bool(r.synthetic),
             "untrained": bool(r.untrained),
+            "edited": any(x.edited for x in recs),
             "selected_on": r.selected_on or "",
             "source": r.notes.get("source", "ours") if isinstance(r.notes, dict) else "ours",
             "num_frames": r.num_frames,
@@ -127,7 +131,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
                                      if len(vals) > 1 else None)
         rows.append(row)
     cols = ["dataset", "benchmark", "method", "registered_method", "protocol", "protocol_version", "fpr_rule",
-            "synthetic", "untrained", "selected_on", "source",
+            "synthetic", "untrained", "edited", "selected_on", "source",
             "num_frames", "expected_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit",
             "training_seed", "n_seeds", "ci", "ci_spec", *(f"{k}_std" for k in METRIC_COLUMNS)]
     return pd.DataFrame(rows, columns=cols)
@@ -245,7 +249,8 @@ def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard", ci: b
     if df.empty:
         return f"# {title}\n\n(no results)\n"
     df = df.copy()
-    for col, default in (("fpr_rule", ""), ("untrained", False), ("source", "ours"), ("selected_on", "")):
+    for col, default in (("fpr_rule", ""), ("untrained", False), ("edited", False), ("source", "ours"),
+                         ("selected_on", "")):
         df[col] = df[col].fillna(default) if col in df else default
     if "expected_frames" not in df:
         df["expected_frames"] = None
@@ -290,7 +295,7 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
     parts.append("")
     metric_keys = [k for k in METRIC_COLUMNS if sub[k].notna().any()]
     # bold only among rows that are the method's number on the complete split
-    eligible = sub[~sub["untrained"].astype(bool) & (sub["off_count"] == "")]
+    eligible = sub[~sub["untrained"].astype(bool) & ~sub["edited"].astype(bool) & (sub["off_count"] == "")]
     bold = {k: _best_rows(eligible, k, ci) for k in metric_keys}
     headers = ["Method"] + [
         f"{METRIC_COLUMNS[k][0]} {'↑' if METRIC_COLUMNS[k][1] else '↓'}" for k in metric_keys
@@ -307,6 +312,8 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
         row = [f"{r['method']} {UNTRAINED_MARK}" if untrained else r["method"]]
         if r["off_count"]:
             row[0] += f" {r['off_count']}"
+        if r["edited"]:
+            row[0] += f" {EDITED_MARK}"
         if r["selected_on"]:  # numbers of a checkpoint chosen on a validation split (this one, or another)
             row[0] += (" (checkpoint selected on this split)" if r["selected_on"] == r["dataset"]
                        else f" (checkpoint selected on {r['selected_on']})")
@@ -336,6 +343,9 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
         parts.append("")
     if (sub["off_count"] != "").any():
         parts.append(OFF_COUNT_NOTE)
+        parts.append("")
+    if sub["edited"].astype(bool).any():
+        parts.append(EDITED_NOTE)
         parts.append("")
     return parts
 

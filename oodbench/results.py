@@ -13,7 +13,9 @@ differ only in it).
 
 Provenance (version, commit, device, time) is stamped once, by :meth:`Result.from_evaluation`,
 when a record is created; a record read back is exactly what was written (read -> write is
-byte-identical), so a leaderboard never shows the reader's machine as the writer's.
+byte-identical), so a leaderboard never shows the reader's machine as the writer's. The first write
+adds ``digest``, the sha256 of the content: a record changed afterwards (a number edited by hand) is
+:attr:`Result.edited`, and leaderboards mark it.
 
 File names: ``<method>__<dataset>__<protocol>.json``, or ``...__<protocol>-<fpr_rule>.json`` when the
 FPR95 rule is not the protocol's own (only ``exact`` accepts another rule), e.g.
@@ -30,13 +32,13 @@ import math
 import os
 import platform
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oodbench.errors import OodbenchError
 
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, json_default
 
 if TYPE_CHECKING:
     from .evaluate import EvaluationOutput
@@ -47,7 +49,8 @@ __all__ = ["Result", "RecordError", "DataFingerprint", "save_result", "load_resu
 #: 2: ``fpr_rule`` and ``untrained`` fields; the protocol in the file name
 #: 3: ``selected_on``, ``ci``, ``bootstrap`` and ``training_seed`` fields
 #: 4: ``name`` (the run name, ``oodbench run --name``) and ``fitted_state_sha256`` fields
-#: 5: ``expected_frames`` (a record of a partial split copy is told apart from a full one)
+#: 5: ``expected_frames`` (a record of a partial split copy is told apart from a full one) and
+#:    ``digest`` (a record changed after it was written is told apart from one oodbench wrote)
 SCHEMA_VERSION = 5
 
 
@@ -111,6 +114,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "git_commit": (str, type(None)), "created": (str,), "notes": (dict,), "schema_version": (int,),
     "ci": (dict,), "bootstrap": (dict, type(None)), "training_seed": (int, type(None)),
     "name": (str,), "fitted_state_sha256": (str, type(None)), "expected_frames": (int, type(None)),
+    "digest": (str,),
 }
 #: fields a record cannot do without (the others have defaults, e.g. in records of older versions)
 REQUIRED_FIELDS = ("method", "dataset", "benchmark", "protocol", "protocol_version", "metrics", "num_frames")
@@ -167,6 +171,10 @@ class Result:
     #: ``None``: unknown (records of older versions, splits without a fixed count). A record whose
     #: ``num_frames`` differs was evaluated on a partial or altered copy (``--no-count-check``)
     expected_frames: int | None = None
+    #: sha256 of every other field (:meth:`content_digest`), set when the record is created
+    #: (:meth:`from_evaluation`, or by :func:`save_result` for one built otherwise) and kept after; a record whose content no longer matches was
+    #: changed after oodbench wrote it (:attr:`edited`). "": none (built in memory, older versions)
+    digest: str = ""
 
     @classmethod
     def from_evaluation(
@@ -205,7 +213,7 @@ class Result:
         """
         from . import __version__
 
-        return cls(
+        record = cls(
             method=method, dataset=split.name, benchmark=split.benchmark, protocol=ev.protocol,
             protocol_version=ev.protocol_version, metrics=dict(ev.metrics), num_frames=int(ev.num_frames),
             fpr_rule=ev.fpr_rule, synthetic=bool(split.synthetic), untrained=bool(untrained),
@@ -223,11 +231,27 @@ class Result:
             name="" if name in (None, method) else str(name), fitted_state_sha256=fitted_state_sha256,
             expected_frames=split.expected(),
         )
+        record.digest = record.content_digest()
+        return record
 
     @property
     def effective_fpr_rule(self) -> str:
         """The FPR95 rule of the numbers (records of older versions: from the metrics or the protocol)."""
         return self.fpr_rule or str(self.metrics.get("fpr_rule") or default_fpr_rule(self.protocol) or "")
+
+    def content_digest(self) -> str:
+        """sha256 of the record's canonical JSON (sorted keys, compact) without ``digest``: what it
+        holds, independent of formatting."""
+        d = json.loads(json.dumps(self.to_dict(), default=json_default))
+        d.pop("digest", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    @property
+    def edited(self) -> bool:
+        """Whether the content changed after oodbench wrote the record (its ``digest`` no longer
+        matches): a hand-edited number is marked wherever it is shown, never taken as measured.
+        Programmatic changes of a loaded record must clear ``digest`` (``replace(r, ..., digest="")``)."""
+        return bool(self.digest) and self.digest != self.content_digest()
 
     @property
     def off_count(self) -> bool:
@@ -382,11 +406,15 @@ def _read_record(path: Path) -> Result:
 def save_result(result: Result, results_dir: str | os.PathLike) -> Path:
     """Atomically write ``result`` as ``<results_dir>/<result.filename>``.
 
+    A record without a ``digest`` gets one (:meth:`Result.content_digest`); a record that has one
+    keeps it, so a loaded record is written back byte for byte and an edited one stays marked.
     A record of the same identity under the old name (``<method>__<dataset>.json``, no protocol)
     is removed, so the new result replaces it instead of doubling the row.
     """
     folder = Path(results_dir)
     path = folder / result.filename
+    if not result.digest:
+        result = replace(result, digest=result.content_digest())
     atomic_write_json(path, result.to_dict())
     legacy = folder / f"{result.run_name}__{result.dataset}.json"
     if legacy != path and legacy.is_file():

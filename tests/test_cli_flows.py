@@ -78,8 +78,14 @@ def test_a_partial_split_copy_is_marked_and_never_bold(energy_run, synth_root, c
                              "--results", tmp_path / "results").stdout)
     assert (part["num_frames"], part["expected_frames"]) == (7, 8)
     # the partial row may have the best AuPRC: it is marked and never bold; the complete row is
-    better = dict(part, metrics={**part["metrics"], "auprc": 0.99})
-    (tmp_path / "results" / "energy-partial__road-anomaly__fishyscapes.json").write_text(json.dumps(better))
+    from dataclasses import replace
+
+    from oodbench.results import Result, save_result
+
+    stored = Result.from_dict(part)
+    assert stored.digest and not stored.edited
+    better = replace(stored, metrics={**part["metrics"], "auprc": 0.99}, digest="")  # changed, and re-digested
+    save_result(better, tmp_path / "results")
     shutil.copy(work / "results" / "energy__road-anomaly__fishyscapes.json", tmp_path / "results")
     board = cli("leaderboard", "--results", tmp_path / "results").stdout
     (row,) = [line for line in board.splitlines() if line.startswith("| energy-partial")]

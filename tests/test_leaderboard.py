@@ -68,6 +68,32 @@ def test_untrained_rows_are_marked_and_never_best(tmp_path):
     assert "(untrained): scored with random or unfitted weights (`--allow-untrained`)" in md
 
 
+def test_a_record_edited_after_it_was_written_is_marked_and_never_best(tmp_path):
+    path = save_result(_rec("energy", auprc=0.5, fpr95=0.3), tmp_path)
+    save_result(_rec("msp", auprc=0.6, fpr95=0.4), tmp_path)
+    written = path.read_text()
+    assert '"digest": "' in written
+    (energy,) = [r for r in load_results(tmp_path) if r.method == "energy"]
+    assert energy.digest and not energy.edited
+    # a careless "fix" of one number in the file
+    path.write_text(written.replace('"auprc": 0.5', '"auprc": 0.95'))
+    (energy,) = [r for r in load_results(tmp_path) if r.method == "energy"]
+    assert energy.edited and energy.metrics["auprc"] == 0.95
+    md = render_markdown(load(tmp_path))
+    # the edited row would be best in both columns; neither is bold
+    assert "| energy (edited) | 95.00     | 30.00     |" in md
+    assert "| msp             | **60.00** | **40.00** |" in md
+    assert "(edited): the record's content no longer matches the digest" in md
+    # written back unchanged, the edit stays visible; reformatting alone is no edit
+    again = tmp_path / "again"
+    again.mkdir()
+    assert save_result(energy, again).read_text() == path.read_text()
+    import json
+
+    path.write_text(json.dumps(json.loads(written), indent=None))
+    assert not [r for r in load_results(tmp_path) if r.method == "energy"][0].edited
+
+
 def test_one_table_per_protocol_and_best_within_it(tmp_path):
     save_result(_rec("energy", protocol="fishyscapes", auprc=0.5, fpr95=0.3), tmp_path)
     save_result(_rec("msp", protocol="fishyscapes", auprc=0.4, fpr95=0.4), tmp_path)

@@ -8,6 +8,8 @@ columns with an arrow for the better direction, values in percent; results on sy
 scored with untrained weights (``--allow-untrained``) and rows of a split copy with another frame count
 than the complete split (``--no-count-check``; ``40 of 100 frames``) and records changed after oodbench
 wrote them (``(edited)``: their ``digest`` no longer matches) are marked unmistakably and never bold.
+When rows of one table were evaluated on different data (their ``data_fingerprint``s differ: another
+dataset version, another synthetic benchmark) each row is tagged ``[data k]`` and nothing is bold.
 
 Uncertainty (issue #15): records that differ only in the training seed (same method, split,
 protocol, FPR95 rule and hyperparameters; their checkpoints differ) become one row, ``mean ± std``
@@ -49,6 +51,9 @@ UNTRAINED_NOTE = (f"{UNTRAINED_MARK}: scored with random or unfitted weights (`-
 EDITED_MARK = "(edited)"
 EDITED_NOTE = (f"{EDITED_MARK}: the record's content no longer matches the digest oodbench wrote with it: changed "
                "by hand or by another tool after it was written; not a measured number, never in bold.")
+DATA_TAG_NOTE = ("[data k]: the rows of this table were evaluated on {n} different sets of frames or labels (their "
+                 "`data_fingerprint`s differ: another dataset version, or another synthetic benchmark); only rows "
+                 "with the same tag are comparable, so no value is bold.")
 OFF_COUNT_NOTE = ("(n of m frames): evaluated on a copy of the split with another frame count than the complete "
                   "split (`--no-count-check`); not the benchmark's number, never in bold.")
 
@@ -62,7 +67,7 @@ def off_count_mark(num_frames: int, expected_frames: int | None) -> str:
 
 def _seed_key(r: Result) -> tuple:
     return (*r.identity, json.dumps(r.hparams, sort_keys=True, default=str), bool(r.synthetic),
-            bool(r.untrained), r.num_frames, r.expected_frames, r.edited)
+            bool(r.untrained), r.num_frames, r.expected_frames, r.edited, r.data_fingerprint)
 
 
 def aggregate_seeds(results: Sequence[Result]) -> list[tuple[Result, list[Result]]]:
@@ -111,6 +116,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
             "source": r.notes.get("source", "ours") if isinstance(r.notes, dict) else "ours",
             "num_frames": r.num_frames,
             "expected_frames": r.expected_frames,
+            "data_fingerprint": r.data_fingerprint,
             "plugin": f"{r.plugin.get('distribution', '')} {r.plugin.get('version', '')}".strip(),
             "checkpoint_sha256": r.checkpoint_sha256,
             "git_commit": r.git_commit,
@@ -132,7 +138,7 @@ def to_frame(results: list[Result]) -> pd.DataFrame:
         rows.append(row)
     cols = ["dataset", "benchmark", "method", "registered_method", "protocol", "protocol_version", "fpr_rule",
             "synthetic", "untrained", "edited", "selected_on", "source",
-            "num_frames", "expected_frames", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit",
+            "num_frames", "expected_frames", "data_fingerprint", *METRIC_COLUMNS, "plugin", "checkpoint_sha256", "git_commit",
             "training_seed", "n_seeds", "ci", "ci_spec", *(f"{k}_std" for k in METRIC_COLUMNS)]
     return pd.DataFrame(rows, columns=cols)
 
@@ -254,6 +260,7 @@ def render_markdown(df: pd.DataFrame, title: str = "oodbench leaderboard", ci: b
         df[col] = df[col].fillna(default) if col in df else default
     if "expected_frames" not in df:
         df["expected_frames"] = None
+    df["data_fingerprint"] = df["data_fingerprint"].fillna("") if "data_fingerprint" in df else ""
     df["off_count"] = [off_count_mark(n, e) for n, e in zip(df["num_frames"], df["expected_frames"])]
     parts = [f"# {title}", ""]
     if df["synthetic"].any():
@@ -294,9 +301,10 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
                  + (f" {intervals}" if intervals else ""))
     parts.append("")
     metric_keys = [k for k in METRIC_COLUMNS if sub[k].notna().any()]
-    # bold only among rows that are the method's number on the complete split
+    tags = _data_tags(sub)
+    # bold only among rows that are the method's number on the complete split, and all on the same data
     eligible = sub[~sub["untrained"].astype(bool) & ~sub["edited"].astype(bool) & (sub["off_count"] == "")]
-    bold = {k: _best_rows(eligible, k, ci) for k in metric_keys}
+    bold = {k: set() if tags else _best_rows(eligible, k, ci) for k in metric_keys}
     headers = ["Method"] + [
         f"{METRIC_COLUMNS[k][0]} {'↑' if METRIC_COLUMNS[k][1] else '↓'}" for k in metric_keys
     ]
@@ -314,6 +322,8 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
             row[0] += f" {r['off_count']}"
         if r["edited"]:
             row[0] += f" {EDITED_MARK}"
+        if r["data_fingerprint"] in tags and not r["off_count"]:
+            row[0] += f" [data {tags[r['data_fingerprint']]}]"
         if r["selected_on"]:  # numbers of a checkpoint chosen on a validation split (this one, or another)
             row[0] += (" (checkpoint selected on this split)" if r["selected_on"] == r["dataset"]
                        else f" (checkpoint selected on {r['selected_on']})")
@@ -347,5 +357,17 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
     if sub["edited"].astype(bool).any():
         parts.append(EDITED_NOTE)
         parts.append("")
+    if tags:
+        parts.append(DATA_TAG_NOTE.format(n=len(tags)))
+        parts.append("")
     return parts
+
+
+def _data_tags(sub: pd.DataFrame) -> dict[str, int]:
+    """``{data fingerprint: k}`` when our complete-split rows of one table were evaluated on different
+    data (frame ids and label hashes differ), else ``{}``. Published rows carry no fingerprint, and
+    partial copies are marked as such already."""
+    ours = sub[(sub["source"] == "ours") & (sub["off_count"] == "") & (sub["data_fingerprint"] != "")]
+    prints = sorted(set(ours["data_fingerprint"]))
+    return {fp: k for k, fp in enumerate(prints, 1)} if len(prints) > 1 else {}
 

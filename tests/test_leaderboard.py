@@ -94,6 +94,35 @@ def test_a_record_edited_after_it_was_written_is_marked_and_never_best(tmp_path)
     assert not [r for r in load_results(tmp_path) if r.method == "energy"][0].edited
 
 
+def test_rows_evaluated_on_different_data_are_tagged_and_nothing_is_bold(tmp_path):
+    from dataclasses import replace
+
+    a, b = "a" * 64, "b" * 64
+    save_result(replace(_rec("energy", auprc=0.5, fpr95=0.3), data_fingerprint=a), tmp_path)
+    save_result(replace(_rec("msp", auprc=0.6, fpr95=0.4), data_fingerprint=a), tmp_path)
+    md = render_markdown(load(tmp_path))
+    assert "[data" not in md and "| msp      | **60.00** |" in md  # one data set: as usual
+    # a record of the same split evaluated on another version of its labels
+    save_result(replace(_rec("maxlogit", auprc=0.7, fpr95=0.2), data_fingerprint=b), tmp_path)
+    md = render_markdown(load(tmp_path))
+    assert "| maxlogit [data 2] | 70.00 " in md and "| msp [data 1]      | 60.00 " in md
+    assert "| energy [data 1]   | 50.00 " in md and "**" not in md.split("## road-anomaly")[1]
+    assert "evaluated on 2 different sets of frames or labels" in md
+    # records that differ in their data never average as training seeds of one configuration
+    import pytest
+
+    from oodbench.results import RecordError
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    save_result(replace(_rec("energy", auprc=0.5), data_fingerprint=a, training_seed=1), seeds)
+    other = tmp_path / "seeds2"
+    other.mkdir()
+    save_result(replace(_rec("energy", auprc=0.5), data_fingerprint=b, training_seed=2), other)
+    with pytest.raises(RecordError, match="differ in more than the training seed"):
+        load([seeds, other])
+
+
 def test_one_table_per_protocol_and_best_within_it(tmp_path):
     save_result(_rec("energy", protocol="fishyscapes", auprc=0.5, fpr95=0.3), tmp_path)
     save_result(_rec("msp", protocol="fishyscapes", auprc=0.4, fpr95=0.4), tmp_path)

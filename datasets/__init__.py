@@ -18,6 +18,7 @@ from .base import (
     Split,
     find_available,
     get_split,
+    input_digest,
     read_manifest,
     register_split,
     require_available,
@@ -28,6 +29,7 @@ from .base import (
 __all__ = [
     "DATA_MANIFEST",
     "DATASETS",
+    "input_digest",
     "DataLayoutError",
     "FrameLabels",
     "Split",

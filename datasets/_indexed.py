@@ -59,6 +59,10 @@ class IndexedSplit(Split):
         except KeyError:
             raise KeyError(f"{self.name}: no frame {frame_id!r} under {self.root}") from None
 
+    def input_files(self, frame_id: str) -> tuple[Path, ...]:
+        """The image file (adapters that compose images from several files, e.g. FS Static, add theirs)."""
+        return (self.record(frame_id).image,)
+
     def _map_labels(self, rec: FrameRecord, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``(anomaly labels in 0/1/255, semantic labels or None)`` from the raw label map of ``rec``.
 

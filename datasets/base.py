@@ -34,6 +34,7 @@ __all__ = [
     "Split",
     "get_split",
     "find_available",
+    "input_digest",
     "read_manifest",
     "register_split",
     "require_available",
@@ -66,6 +67,29 @@ class FrameLabels:
     label: "np.ndarray | None" = None
     semantic: "np.ndarray | None" = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def input_digest(split: "Split", frame_id: str) -> str | None:
+    """sha256 over the bytes of :meth:`Split.input_files` (each prefixed by its length; names and
+    locations do not count, so a copied data root matches), or ``None`` when the split declares none.
+
+    Raises :class:`DataLayoutError` naming a file that cannot be read.
+    """
+    import hashlib
+
+    files = split.input_files(frame_id)
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                h.update(os.fstat(fh.fileno()).st_size.to_bytes(8, "little"))
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as exc:
+            raise DataLayoutError(f"{split.name}: cannot read input file {path} ({exc.strerror or exc})") from exc
+    return h.hexdigest()
 
 
 class Split:
@@ -128,6 +152,12 @@ class Split:
         """
         frame = self.load(frame_id)
         return FrameLabels(frame.frame_id, frame.label, frame.semantic, frame.meta)
+
+    def input_files(self, frame_id: str) -> tuple[Path, ...]:
+        """The files the frame's image is decoded from: a stored prediction is valid for exactly their
+        bytes (:func:`input_digest`; ``run`` recomputes and ``evaluate`` refuses predictions of files
+        that changed since). Default ``()``: unknown, and predictions are not checked against the data."""
+        return ()
 
     def calibration_group(self, frame: Frame | FrameLabels) -> str:
         """The group of frames that open-set metrics calibrate thresholds over (default ``"all"``)."""

@@ -170,6 +170,12 @@ class FishyscapesStaticVal(_Fishyscapes):
             index[csid] = FrameRecord(image, label, {"layout": "official", "dddd": dddd, "overlay_path": str(found[0])})
         return index
 
+    def input_files(self, frame_id: str) -> tuple[Path, ...]:
+        """The Cityscapes image and, in the official layout, the overlay added to it."""
+        rec = self.record(frame_id)
+        overlay = rec.meta.get("overlay_path")
+        return (rec.image,) if overlay is None else (rec.image, Path(overlay))
+
     def _image(self, rec: FrameRecord) -> np.ndarray:
         base = read_image(rec.image)
         if "overlay_path" not in rec.meta:

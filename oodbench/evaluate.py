@@ -12,7 +12,10 @@ Order of work (each step is a pass over the frames, reading predictions from the
    and a warning, never a silent omission.
 
 Before any pass the stored frames must come from one configuration (the digest in each score
-file, :meth:`PredictionStore.check_single_config`); mixed stores are refused naming frames.
+file, :meth:`PredictionStore.check_single_config`); mixed stores are refused naming frames. Frames
+predicted from other image files than the split holds now (the input digest in each score file
+against :func:`oodbench.datasets.input_digest` of the current files: bytes hashed, not decoded) are
+refused as stale (:class:`~oodbench.store.StalePredictionsError`).
 
 Frames are read with :meth:`Split.load_labels <oodbench.datasets.Split.load_labels>`: images are
 never decoded. Pass 2 reuses the (checked) labels, scores and semantic maps pass 1 read while they
@@ -38,6 +41,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -47,7 +51,8 @@ from oodbench.errors import OodbenchError
 from .contracts import ContractError, check_labels
 from .intervals import BootstrapSpec, intervals
 from .results import DataFingerprint
-from .store import PredictionError, PredictionStore
+from .datasets import input_digest
+from .store import PredictionError, PredictionStore, StalePredictionsError
 
 __all__ = [
     "EvaluationOutput", "evaluate_split", "MissingPredictionsError", "LabelsHiddenError", "PASS2_CACHE_BYTES",
@@ -218,6 +223,15 @@ def evaluate_split(
             f"{store.anomaly_dir(split.key)}: {shown}"
         )
     config = store.check_single_config(split.key, all_ids)
+    # on every rank over all frames (so all ranks refuse alike): the image bytes, never decoded
+    stale = store.changed_inputs(split.key, all_ids, partial(input_digest, split))
+    if stale:
+        shown = ", ".join(stale[:10]) + (" ..." if len(stale) > 10 else "")
+        raise StalePredictionsError(
+            f"{len(stale)} of {len(all_ids)} frames under {store.anomaly_dir(split.key)} were predicted from other "
+            f"image files than {split.name} holds under {split.root} now (the data changed since the run): "
+            f"{shown}; rerun `oodbench run` to recompute them"
+        )
     protocol = protocol or split.protocol
     pixel = M.build_protocol(protocol, **({} if fpr_rule is None else {"fpr_rule": fpr_rule}))
     # the pooled protocols keep no per-frame state: a collector sits next to them

@@ -4,12 +4,14 @@ Inference overlaps with data loading (a ``DataLoader`` decodes frames in workers
 CUDA) and with storing (HDF5 writes run in a background thread), and the host synchronises once
 per batch, not per image. Frames already stored *by this configuration* are skipped (resumable),
 unless ``overwrite``: a frame counts as stored when its score file carries this configuration's
-digest and, for splits with semantic labels, its semantic map exists (:mod:`oodbench.store`).
+digest and the digest of the image files the split holds now, and, for splits with semantic labels,
+its semantic map exists (:mod:`oodbench.store`).
 """
 from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch
 
 from oodbench.errors import OodbenchError
 
+from .datasets import input_digest
 from .evaluate import evaluate_split
 from .preprocess import normaliser
 from .run_config import RunConfig  # re-exported: the torch-free definition the CLI generates flags from
@@ -39,8 +42,10 @@ class _FrameImages(torch.utils.data.Dataset):
         return len(self.ids)
 
     def __getitem__(self, i: int):
-        frame = self.split.load(self.ids[i])
-        return frame.frame_id, torch.from_numpy(np.ascontiguousarray(frame.image))
+        fid = self.ids[i]
+        digest = input_digest(self.split, fid)  # of the files about to be decoded, before decoding them
+        frame = self.split.load(fid)
+        return frame.frame_id, digest, torch.from_numpy(np.ascontiguousarray(frame.image))
 
 
 def predict_batch(method, normalise: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
@@ -131,6 +136,7 @@ def predict_split(
     want_semantic = split.num_classes is not None
     adopted: list[str] = []
     replaced: list[str] = []
+    changed: set[str] = set()
     if cfg.overwrite:
         todo = ids
     else:
@@ -154,11 +160,16 @@ def predict_split(
         replaced = foreign  # left by an interrupted --overwrite: recomputed, never counted
         sem_missing = set(store.missing_semantic(key, ids)) if want_semantic else set()
         done = {f for f, d in owners.items() if (d == digest or d is None) and f not in sem_missing}
+        # predicted from other image files than the root holds now (the data changed): recomputed
+        changed = set(store.changed_inputs(key, [f for f in ids if f in done], partial(input_digest, split),
+                                           strict=False))
+        done -= changed
         todo = [f for f in ids if f not in done]
     mine = set(ids)
     # the same keys on every rank: run_method sums them over ranks
     stats = {"frames": len(ids), "predicted": len(todo), "skipped": len(ids) - len(todo), "float16_guarded": 0,
-             "replaced_other_config": sum(f in mine for f in replaced), "adopted": sum(f in mine for f in adopted)}
+             "replaced_other_config": sum(f in mine for f in replaced), "adopted": sum(f in mine for f in adopted),
+             "replaced_changed_input": len(changed)}
     # the training seed identifies the weights no better than their sha256: recorded, not compared
     manifest = {**fp, "config_digest": digest, "training_seed": method.training_seed}
     if adopted:
@@ -189,18 +200,19 @@ def predict_split(
     writes: list[Future] = []
     pool = ThreadPoolExecutor(max_workers=2)
 
-    def store_batch(fids, anomaly: np.ndarray, semantic: np.ndarray | None) -> int:
+    def store_batch(fids, inputs, anomaly: np.ndarray, semantic: np.ndarray | None) -> int:
         guarded = 0
         for i, fid in enumerate(fids):
             if semantic is not None:  # first: the score file (with the digest) commits the frame
                 store.write_semantic(key, fid, semantic[i])
-            guarded += store.write_anomaly(key, fid, anomaly[i], dtype=split.score_dtype, config=digest)
+            guarded += store.write_anomaly(key, fid, anomaly[i], dtype=split.score_dtype, config=digest,
+                                           input_digest=inputs[i])
         return guarded
 
-    def flush(fids: list[str], images: list[torch.Tensor]) -> None:
+    def flush(fids: list[str], inputs: list[str | None], images: list[torch.Tensor]) -> None:
         anomaly_np, sem_np = predict_batch(method, normalise, torch.stack(images), device, cfg.amp,
                                            semantic=want_semantic)
-        writes.append(pool.submit(store_batch, list(fids), anomaly_np, sem_np))
+        writes.append(pool.submit(store_batch, list(fids), list(inputs), anomaly_np, sem_np))
         # bound the write queue
         while len(writes) > 4:
             stats["float16_guarded"] += writes.pop(0).result()
@@ -210,16 +222,18 @@ def predict_split(
 
         bar = tqdm(total=len(todo), desc=f"{method_name} on {split.name}", unit="frame", disable=not cfg.progress)
         batch_ids: list[str] = []
+        batch_inputs: list[str | None] = []
         batch_imgs: list[torch.Tensor] = []
-        for fid, img in loader:
+        for fid, input_sha, img in loader:
             if batch_imgs and (img.shape != batch_imgs[0].shape or len(batch_imgs) == cfg.batch_size):
-                flush(batch_ids, batch_imgs)
+                flush(batch_ids, batch_inputs, batch_imgs)
                 bar.update(len(batch_ids))
-                batch_ids, batch_imgs = [], []
+                batch_ids, batch_inputs, batch_imgs = [], [], []
             batch_ids.append(fid)
+            batch_inputs.append(input_sha)
             batch_imgs.append(img)
         if batch_imgs:
-            flush(batch_ids, batch_imgs)
+            flush(batch_ids, batch_inputs, batch_imgs)
             bar.update(len(batch_ids))
         for fut in writes:
             stats["float16_guarded"] += fut.result()

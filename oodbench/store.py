@@ -15,6 +15,12 @@ mistaken for this one's, whatever the manifest says or whether it was copied alo
 without a digest (older oodbench, other tools) are *unattributed*; ``oodbench run --adopt-store``
 vouches for them, and the manifest lists the frames so adopted.
 
+Inputs: a score file also carries the digest of the input files it was predicted from (attribute
+``oodbench_input``, :func:`oodbench.datasets.input_digest`: the image bytes, wherever they lie).
+When the data under the root changes after a run (another dataset version, a regenerated synthetic
+benchmark with the same frame ids), ``run`` recomputes those frames and ``evaluate`` refuses them
+(:class:`StalePredictionsError`): a prediction of one image is never scored against another's labels.
+
 ``<key>`` is the SMIYC persistence name for SMIYC splits (``AnomalyTrack-all``,
 ``ObstacleTrack-all``, ``LostAndFound-test``) and the split name otherwise. SMIYC splits are stored
 as float16 exactly as the official ``Evaluation.save_output`` writes them (gzip level 9); every
@@ -32,7 +38,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import h5py
 import numpy as np
@@ -45,8 +51,10 @@ __all__ = [
     "PredictionStore",
     "PredictionError",
     "MixedPredictionsError",
+    "StalePredictionsError",
     "config_digest",
     "CONFIG_ATTR",
+    "INPUT_ATTR",
     "float16_guard",
     "FLOAT16_GUARD_KNEE",
     "FLOAT16_GUARD_VERSION",
@@ -60,6 +68,8 @@ FLOAT16_GUARD_LIMIT = FLOAT16_GUARD_KNEE * float(np.exp((float(np.finfo(np.float
 FLOAT16_GUARD_VERSION = "log-knee-8192-512/v1"
 RUN_MANIFEST = ".oodbench-run.json"
 CONFIG_ATTR = "oodbench_config"
+#: sha256 of the input files the frame was predicted from (:func:`oodbench.datasets.input_digest`)
+INPUT_ATTR = "oodbench_input"
 _STORAGE_DTYPES = {"float16": (np.float16, 9), "float32": (np.float32, 4)}
 
 
@@ -78,19 +88,25 @@ class MixedPredictionsError(PredictionError):
     """The stored frames of one split come from more than one configuration (message names them)."""
 
 
+class StalePredictionsError(PredictionError):
+    """Stored frames were predicted from other input files than the split holds now (message names them)."""
+
+
 def config_digest(config: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of a method configuration (what a score file is attributed to)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _hdf5_bytes(out: np.ndarray, compression_opts: int, config: str | None) -> bytes:
+def _hdf5_bytes(out: np.ndarray, compression_opts: int, config: str | None, input_digest: str | None = None) -> bytes:
     """The complete HDF5 file, built in memory: a failing disk write then raises a plain ``OSError``
     in Python, never inside an h5py object's destructor (which crashed the process with SIGSEGV)."""
     with h5py.File(f"oodbench-{uuid.uuid4().hex}", "w", driver="core", backing_store=False) as fh:
         fh.create_dataset("value", data=out, compression="gzip", compression_opts=compression_opts)
         if config is not None:
             fh.attrs[CONFIG_ATTR] = config
+        if input_digest is not None:
+            fh.attrs[INPUT_ATTR] = input_digest
         fh.flush()
         return fh.id.get_file_image()
 
@@ -138,8 +154,9 @@ class PredictionStore:
 
     # -- writing ------------------------------------------------------------------------------
     def write_anomaly(self, key: str, frame_id: str, scores: np.ndarray, dtype: str = "float32",
-                      config: str | None = None) -> bool:
-        """Atomically write one score map, attributed to ``config`` (a :func:`config_digest`).
+                      config: str | None = None, input_digest: str | None = None) -> bool:
+        """Atomically write one score map, attributed to ``config`` (a :func:`config_digest`) and to
+        the input files it was predicted from (``input_digest``, :func:`oodbench.datasets.input_digest`).
 
         Returns whether the float16 guard changed values. Finite scores that the storage dtype
         cannot hold (beyond float32's +-3.4e38, or float16's range even after the guard) are
@@ -168,7 +185,7 @@ class PredictionStore:
                 f"{where}: scores are finite but reach |s| = {big:.3g}, out of range for the storage "
                 f"dtype {dtype} ({how} |s| up to {limit:.3g}); rescale the scores with a monotone map"
             )
-        atomic_write_bytes(self.anomaly_path(key, frame_id), _hdf5_bytes(out, compression_opts, config))
+        atomic_write_bytes(self.anomaly_path(key, frame_id), _hdf5_bytes(out, compression_opts, config, input_digest))
         return guarded
 
     def write_semantic(self, key: str, frame_id: str, classes: np.ndarray) -> None:
@@ -200,10 +217,17 @@ class PredictionStore:
 
         Raises :class:`PredictionError` for a missing or unreadable file.
         """
+        return self._read_attr(key, frame_id, CONFIG_ATTR)
+
+    def read_input_digest(self, key: str, frame_id: str) -> str | None:
+        """The digest of the input files a stored frame was predicted from (``None``: none recorded)."""
+        return self._read_attr(key, frame_id, INPUT_ATTR)
+
+    def _read_attr(self, key: str, frame_id: str, name: str) -> str | None:
         path = self.anomaly_path(key, frame_id)
         try:
             with h5py.File(path, "r") as fh:
-                value = fh.attrs.get(CONFIG_ATTR)
+                value = fh.attrs.get(name)
         except FileNotFoundError:
             raise PredictionError(f"missing prediction {path}") from None
         except Exception as exc:
@@ -211,6 +235,30 @@ class PredictionStore:
         if isinstance(value, bytes):
             value = value.decode("utf-8")
         return None if value is None else str(value)
+
+    def changed_inputs(self, key: str, frame_ids: Iterable[str], current: Callable[[str], str | None],
+                       strict: bool = True) -> list[str]:
+        """Stored frames among ``frame_ids`` whose recorded input digest differs from ``current(frame_id)``
+        (the split's files now): their predictions are stale. Frames without a stored file, without a
+        recorded digest (older oodbench, other tools) or without a current one are not counted; with
+        ``strict=False`` unreadable score files are skipped instead of raising."""
+        ids = list(frame_ids)
+        absent = set(self.missing(key, ids))
+        changed = []
+        for fid in ids:
+            if fid in absent:
+                continue
+            try:
+                stored = self.read_input_digest(key, fid)
+            except PredictionError:
+                if strict:
+                    raise
+                continue
+            if stored is not None:
+                now = current(fid)
+                if now is not None and now != stored:
+                    changed.append(fid)
+        return changed
 
     def attribution(self, key: str, frame_ids: Iterable[str], strict: bool = True) -> dict[str, str | None]:
         """``{frame id: configuration digest}`` for the stored frames among ``frame_ids``.

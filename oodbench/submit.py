@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 import sys
 import zipfile
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .atomic import atomic_path
+from .datasets import input_digest
 from .store import MixedPredictionsError, PredictionError, PredictionStore
 
 __all__ = ["SMIYC_SUBMISSION_SPLITS", "SMIYC_SCORE_DTYPE", "build_smiyc_submission", "SubmissionError"]
@@ -75,10 +77,15 @@ def _provenance_problems(store: PredictionStore, split, ids: Sequence[str], allo
                         "(run --allow-untrained); pass --allow-untrained to submit it anyway")
     try:
         store.check_single_config(split.key, ids)
+        stale = store.changed_inputs(split.key, ids, partial(input_digest, split))
     except MixedPredictionsError as exc:
         problems.append(f"{split.name}: {exc}")
     except PredictionError:
         pass  # an unreadable frame: named by the per-frame check below
+    else:
+        if stale:
+            problems.append(f"{split.name}: {len(stale)} frames were predicted from other image files than "
+                            f"{split.root} holds now (e.g. {', '.join(stale[:5])}); rerun `oodbench run`")
     return problems
 
 
@@ -99,8 +106,9 @@ def build_smiyc_submission(
     Returns the number of files per persistence key. Raises :class:`SubmissionError` listing
     every problem without writing: missing frames; unreadable, non-finite, wrong-dtype or
     wrong-shape files (each named); frames of more than one configuration in one folder (an
-    interrupted ``run --overwrite`` with another checkpoint, the check ``evaluate`` applies); and a
-    run on untrained weights (its run manifest says so) unless ``allow_untrained``.
+    interrupted ``run --overwrite`` with another checkpoint) or predicted from other image files
+    than the split holds now (the checks ``evaluate`` applies); and a run on untrained weights (its
+    run manifest says so) unless ``allow_untrained``.
     """
     from tqdm.auto import tqdm
 

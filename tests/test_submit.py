@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
@@ -32,6 +33,12 @@ class _Split:
 
     def load(self, fid: str) -> SimpleNamespace:
         return SimpleNamespace(shape=self.sizes[fid])
+
+    root = Path("/data")
+    images: dict[str, Path] | None = None
+
+    def input_files(self, fid: str) -> tuple[Path, ...]:
+        return () if self.images is None else (self.images[fid],)
 
 
 ANOMALY = _Split("smiyc-anomaly-test", "AnomalyTrack-all", {"a0": (4, 6), "a1": (5, 6)})
@@ -145,3 +152,23 @@ def test_a_run_on_untrained_weights_is_submitted_only_when_asked(store, tmp_path
     counts = build_smiyc_submission(store.root, "m", tmp_path / "sub.zip", SPLITS, progress=False, log=print,
                                     allow_untrained=True)
     assert counts == {"AnomalyTrack-all": 2, "ObstacleTrack-all": 3}
+
+
+def test_predictions_of_images_that_changed_since_are_not_packed(tmp_path):
+    from oodbench.datasets import input_digest
+
+    images = {}
+    for fid in ANOMALY.sizes:
+        images[fid] = tmp_path / f"{fid}.jpg"
+        images[fid].write_bytes(fid.encode())
+    split = _Split(ANOMALY.name, ANOMALY.key, ANOMALY.sizes)
+    split.images = images
+    s = PredictionStore(tmp_path / "out", "m")
+    for fid, size in split.sizes.items():
+        s.write_anomaly(split.key, fid, np.zeros(size), dtype="float16", input_digest=input_digest(split, fid))
+    assert build_smiyc_submission(s.root, "m", tmp_path / "ok.zip", [split], progress=False, log=print)
+    images["a1"].write_bytes(b"another version of the image")
+    with pytest.raises(SubmissionError, match="1 frames were predicted from other image files") as err:
+        build_smiyc_submission(s.root, "m", tmp_path / "sub.zip", [split], progress=False, log=print)
+    assert "a1" in str(err.value) and "a0" not in str(err.value).split("e.g.")[1]
+    assert not (tmp_path / "sub.zip").exists()

@@ -123,7 +123,7 @@ def predict_split(
     fp = method_fingerprint(method, method_name)
     comparable = _comparable(fp)
     digest = config_digest(comparable)
-    previous = store.read_run_manifest(key)
+    previous = None if cfg.overwrite else store.read_run_manifest(key)  # --overwrite: whatever it says
     folder = store.anomaly_dir(key)
     if previous is not None and not cfg.overwrite:
         prev_cmp = {k: previous.get(k) for k in comparable}

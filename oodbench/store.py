@@ -13,7 +13,9 @@ record: a frame is stored for configuration ``D`` when its ``.hdf5`` says ``D`` 
 semantic labels, its ``.png`` exists. Frames from another configuration are therefore never
 mistaken for this one's, whatever the manifest says or whether it was copied along. Frames written
 without a digest (older oodbench, other tools) are *unattributed*; ``oodbench run --adopt-store``
-vouches for them, and the manifest lists the frames so adopted.
+vouches for them, and the manifest lists the frames so adopted. The manifest itself is sealed with
+the digest of its content (``manifest_sha256``): one changed by hand (e.g. ``"untrained": true`` ->
+``false``) is refused wherever it is read, and ``run --overwrite`` replaces it.
 
 Inputs: a score file also carries the digest of the input files it was predicted from (attribute
 ``oodbench_input``, :func:`oodbench.datasets.input_digest`: the image bytes, wherever they lie).
@@ -44,7 +46,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path, atomic_write_bytes, atomic_write_json
+from .atomic import atomic_path, atomic_write_bytes, atomic_write_json, json_default
 from .contracts import ContractError
 
 __all__ = [
@@ -67,6 +69,8 @@ _GUARD_SLOPE = 512.0
 FLOAT16_GUARD_LIMIT = FLOAT16_GUARD_KNEE * float(np.exp((float(np.finfo(np.float16).max) - FLOAT16_GUARD_KNEE) / _GUARD_SLOPE))
 FLOAT16_GUARD_VERSION = "log-knee-8192-512/v1"
 RUN_MANIFEST = ".oodbench-run.json"
+#: the run manifest's own digest: sha256 of its other fields, so a hand edit is refused, not believed
+MANIFEST_DIGEST = "manifest_sha256"
 CONFIG_ATTR = "oodbench_config"
 #: sha256 of the input files the frame was predicted from (:func:`oodbench.datasets.input_digest`)
 INPUT_ATTR = "oodbench_input"
@@ -96,6 +100,12 @@ def config_digest(config: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of a method configuration (what a score file is attributed to)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _json_normal(obj: Any) -> Any:
+    """``obj`` as JSON gives it back (numpy scalars as numbers, paths as strings): what is hashed
+    when written is what is hashed when read."""
+    return json.loads(json.dumps(obj, default=json_default))
 
 
 def _hdf5_bytes(out: np.ndarray, compression_opts: int, config: str | None, input_digest: str | None = None) -> bytes:
@@ -197,16 +207,34 @@ class PredictionStore:
             Image.fromarray(arr.astype(np.uint8)).save(tmp, format="PNG", optimize=False)
 
     def write_run_manifest(self, key: str, info: dict[str, Any]) -> None:
-        atomic_write_json(self.anomaly_dir(key) / RUN_MANIFEST, info)
+        """Write what produced the split's predictions, sealed with :data:`MANIFEST_DIGEST`."""
+        body = _json_normal({k: v for k, v in info.items() if k != MANIFEST_DIGEST})
+        atomic_write_json(self.anomaly_dir(key) / RUN_MANIFEST, {**body, MANIFEST_DIGEST: config_digest(body)})
 
     def read_run_manifest(self, key: str) -> dict[str, Any] | None:
+        """The run manifest (without its digest), ``None`` when there is none.
+
+        Raises :class:`PredictionError` for an unreadable one and for one whose content no longer
+        matches its digest: the manifest names the method, checkpoint, fitted state and whether the
+        weights were trained, which records copy, so an edited one is refused (manifests of older
+        versions carry no digest and are read as they are).
+        """
         path = self.anomaly_dir(key) / RUN_MANIFEST
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
+            manifest = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise PredictionError(f"{path}: unreadable run manifest ({exc})") from exc
+        if not isinstance(manifest, dict):
+            raise PredictionError(f"{path}: not a run manifest (a JSON {type(manifest).__name__})")
+        sealed = manifest.pop(MANIFEST_DIGEST, None)
+        if sealed is not None and sealed != config_digest(manifest):
+            raise PredictionError(
+                f"{path}: the run manifest was changed after oodbench wrote it (its {MANIFEST_DIGEST} no longer "
+                "matches its content); rerun `oodbench run` with --overwrite to recompute the predictions"
+            )
+        return manifest
 
     # -- reading ------------------------------------------------------------------------------
     def has_anomaly(self, key: str, frame_id: str) -> bool:

@@ -110,6 +110,34 @@ def test_allow_untrained_marks_record_and_fingerprint(tmp_path, split):
                              if "hparams" in json.loads(p.read_text()))
 
 
+def test_a_run_manifest_edited_by_hand_is_refused(tmp_path, split):
+    # "untrained": true -> false would turn the record of random weights into a normal row
+    from oodbench.evaluate import evaluate_split
+    from oodbench.store import PredictionError, PredictionStore
+
+    method = build("energy", segmenter="deeplabv3plus_small")
+    run_method("energy", [split], _cfg(tmp_path, allow_untrained=True), method=method)
+    store = PredictionStore(tmp_path / "out", "energy")
+    path = store.anomaly_dir(split.key) / ".oodbench-run.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["untrained"] is True and len(manifest["manifest_sha256"]) == 64
+    assert store.read_run_manifest(split.key) == {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    assert evaluate_split(split, store).num_frames == 4
+    path.write_text(json.dumps({**manifest, "untrained": False}, indent=2))
+    for read in (lambda: store.read_run_manifest(split.key), lambda: evaluate_split(split, store),
+                 lambda: run_method("energy", [split], _cfg(tmp_path, allow_untrained=True), method=method)):
+        with pytest.raises(PredictionError, match="changed after oodbench wrote it") as err:
+            read()
+        assert str(path) in str(err.value) and "--overwrite" in str(err.value)
+    # --overwrite recomputes and writes a new, sealed manifest
+    (r,) = run_method("energy", [split], _cfg(tmp_path, allow_untrained=True, overwrite=True), method=method)
+    assert r.untrained is True and store.read_run_manifest(split.key)["untrained"] is True
+    # a manifest of an older oodbench (no digest) is read as it is
+    legacy = {k: v for k, v in json.loads(path.read_text()).items() if k != "manifest_sha256"}
+    path.write_text(json.dumps(legacy))
+    assert store.read_run_manifest(split.key) == legacy
+
+
 def test_untrained_predictions_are_not_reused_once_the_method_is_fitted(tmp_path, split, needs_fit):
     method = NeedsFit()
     run_method("needs-fit", [split], _cfg(tmp_path, allow_untrained=True), method=method)

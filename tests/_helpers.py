@@ -48,3 +48,13 @@ def rpl_train(out, coco, net=None, **kw):
 
     return train_rpl(rpl_train_config(out, **kw), model=net if net is not None else rpl_net(), city=TinyCity(6),
                      coco=coco)
+
+
+def one_line_error(proc, *needles) -> str:
+    """Assert a CLI user error: exit code 2, one line on stderr naming every needle, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from _helpers import one_line_error
 from PIL import Image
 
 from oodbench.fishyscapes_submission import ContainerContractError, check_outputs, list_inputs
@@ -62,20 +63,12 @@ def test_unreadable_input_stops_the_run(tmp_path, cli):
 SEG = ("--segmenter", "deeplabv3plus_small")
 
 
-def _one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def test_predict_refuses_untrained_weights_before_writing(tmp_path, cli):
     # random segmenter weights would be scored by the organisers' server as if they were a method
     _inputs(tmp_path / "input", ["0000"], shape=(32, 64))
     proc = cli("fishyscapes-predict", "--method", "energy", *SEG, "--input", tmp_path / "input",
                "--output", tmp_path / "output", "-q", check=False)
-    _one_line_error(proc, "energy:", "--allow-untrained")
+    one_line_error(proc, "energy:", "--allow-untrained")
     assert not (tmp_path / "output").exists()
 
 
@@ -93,12 +86,12 @@ def test_predict_loads_a_fitted_state_and_refuses_without_one(tmp_path, cli, seg
     common = ("fishyscapes-predict", "--method", "sml", *SEG, "--checkpoint", segmenter_ckpt,
               "--input", tmp_path / "input", "-q")
     proc = cli(*common, "--output", tmp_path / "unfitted", check=False)
-    _one_line_error(proc, "oodbench fit --method sml")
+    one_line_error(proc, "oodbench fit --method sml")
     assert not (tmp_path / "unfitted").exists()
     # a state fitted on other segmenter weights is refused as `run --state` refuses it
     proc = cli("fishyscapes-predict", "--method", "sml", *SEG, "--input", tmp_path / "input", "-q",
                "--state", sml_state, "--allow-untrained", "--output", tmp_path / "other", check=False)
-    _one_line_error(proc, "segmenter checkpoint sha256")
+    one_line_error(proc, "segmenter checkpoint sha256")
     cli(*common, "--state", sml_state, "--output", tmp_path / "output")
     check_outputs(tmp_path / "output", ["0000", "0001"], expected_shape=None)
     assert np.load(tmp_path / "output" / "0000_anomaly.npy").shape == (32, 64)
@@ -107,11 +100,11 @@ def test_predict_loads_a_fitted_state_and_refuses_without_one(tmp_path, cli, seg
 def test_export_builds_the_fitted_state_into_the_image(tmp_path, cli, segmenter_ckpt, sml_state):
     proc = cli("fishyscapes-export", "--method", "sml", *SEG, "--checkpoint", segmenter_ckpt,
                "--out", tmp_path / "nostate", check=False)
-    _one_line_error(proc, "must be fitted", "oodbench fit --method sml")
+    one_line_error(proc, "must be fitted", "oodbench fit --method sml")
     assert not (tmp_path / "nostate").exists()
     proc = cli("fishyscapes-export", "--method", "mahalanobis", *SEG, "--checkpoint", segmenter_ckpt,
                "--state", sml_state, "--out", tmp_path / "wrong", check=False)
-    _one_line_error(proc, "fitted for method 'sml', not 'mahalanobis'")
+    one_line_error(proc, "fitted for method 'sml', not 'mahalanobis'")
     cli("fishyscapes-export", "--method", "sml", *SEG, "--checkpoint", segmenter_ckpt, "--state", sml_state,
         "--out", tmp_path / "export")
     definition = (tmp_path / "export" / "oodbench.def").read_text()
@@ -145,7 +138,7 @@ def test_export_refuses_what_the_container_would_refuse(tmp_path, cli):
     fake = tmp_path / "rpl.pth"
     fake.write_bytes(b"weights")
     proc = cli("fishyscapes-export", "--method", "rpl", "--checkpoint", fake, "--out", tmp_path / "a", check=False)
-    _one_line_error(proc, "--method rpl: could not build it")
+    one_line_error(proc, "--method rpl: could not build it")
     proc = cli("fishyscapes-export", "--method", "energy", *SEG, "--out", tmp_path / "b", check=False)
-    _one_line_error(proc, "energy:", "--allow-untrained")
+    one_line_error(proc, "energy:", "--allow-untrained")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -7,21 +7,13 @@ import os
 import subprocess
 
 import pytest
+from _helpers import one_line_error
 
 
 @pytest.fixture(scope="module")
 def ckpt(segmenter_ckpt):
     """The seeded small-segmenter weights of conftest."""
     return segmenter_ckpt
-
-
-def one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 SEG = ("--segmenter", "deeplabv3plus_small")

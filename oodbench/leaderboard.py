@@ -302,8 +302,10 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
     parts.append("")
     metric_keys = [k for k in METRIC_COLUMNS if sub[k].notna().any()]
     tags = _data_tags(sub)
-    # bold only among rows that are the method's number on the complete split, and all on the same data
-    eligible = sub[~sub["untrained"].astype(bool) & ~sub["edited"].astype(bool) & (sub["off_count"] == "")]
+    marks = {idx: _marks(r, tags) for idx, r in sub.iterrows()}
+    # bold only among unmarked rows (the method's measured number on the complete split), and never
+    # when the rows were evaluated on different data
+    eligible = sub.loc[[idx for idx, m in marks.items() if not m]]
     bold = {k: set() if tags else _best_rows(eligible, k, ci) for k in metric_keys}
     headers = ["Method"] + [
         f"{METRIC_COLUMNS[k][0]} {'↑' if METRIC_COLUMNS[k][1] else '↓'}" for k in metric_keys
@@ -316,14 +318,7 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
     order = (sub.sort_values(metric_keys[0], ascending=not METRIC_COLUMNS[metric_keys[0]][1], na_position="last")
              if metric_keys else sub)
     for idx, r in order.iterrows():
-        untrained = bool(r["untrained"])
-        row = [f"{r['method']} {UNTRAINED_MARK}" if untrained else r["method"]]
-        if r["off_count"]:
-            row[0] += f" {r['off_count']}"
-        if r["edited"]:
-            row[0] += f" {EDITED_MARK}"
-        if r["data_fingerprint"] in tags and not r["off_count"]:
-            row[0] += f" [data {tags[r['data_fingerprint']]}]"
+        row = [" ".join([r["method"], *(mark for mark, _ in marks[idx])])]
         if r["selected_on"]:  # numbers of a checkpoint chosen on a validation split (this one, or another)
             row[0] += (" (checkpoint selected on this split)" if r["selected_on"] == r["dataset"]
                        else f" (checkpoint selected on {r['selected_on']})")
@@ -348,19 +343,26 @@ def _table(sub: pd.DataFrame, rule_text: str, synthetic: bool, ci: bool = False)
         if synthetic:
             parts.append("Published rows are real-data numbers; ours here are synthetic: do not compare.")
             parts.append("")
-    if sub["untrained"].astype(bool).any():
-        parts.append(UNTRAINED_NOTE)
-        parts.append("")
-    if (sub["off_count"] != "").any():
-        parts.append(OFF_COUNT_NOTE)
-        parts.append("")
-    if sub["edited"].astype(bool).any():
-        parts.append(EDITED_NOTE)
-        parts.append("")
-    if tags:
-        parts.append(DATA_TAG_NOTE.format(n=len(tags)))
-        parts.append("")
+    present = {note for m in marks.values() for _, note in m}
+    for note in (UNTRAINED_NOTE, OFF_COUNT_NOTE, EDITED_NOTE, DATA_TAG_NOTE.format(n=len(tags))):
+        if note in present:
+            parts += [note, ""]
     return parts
+
+
+def _marks(r: pd.Series, tags: dict[str, int]) -> list[tuple[str, str]]:
+    """``(mark after the method name, note under the table)`` for each reason a row is not the
+    method's measured number on the complete split, or on the data of the table's other rows."""
+    out = []
+    if bool(r["untrained"]):
+        out.append((UNTRAINED_MARK, UNTRAINED_NOTE))
+    if r["off_count"]:
+        out.append((r["off_count"], OFF_COUNT_NOTE))
+    if bool(r["edited"]):
+        out.append((EDITED_MARK, EDITED_NOTE))
+    if r["data_fingerprint"] in tags and not r["off_count"]:
+        out.append((f"[data {tags[r['data_fingerprint']]}]", DATA_TAG_NOTE.format(n=len(tags))))
+    return out
 
 
 def _data_tags(sub: pd.DataFrame) -> dict[str, int]:

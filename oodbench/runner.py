@@ -125,7 +125,7 @@ def predict_split(
     digest = config_digest(comparable)
     previous = None if cfg.overwrite else store.read_run_manifest(key)  # --overwrite: whatever it says
     folder = store.anomaly_dir(key)
-    if previous is not None and not cfg.overwrite:
+    if previous is not None:
         prev_cmp = {k: previous.get(k) for k in comparable}
         if prev_cmp != comparable:
             raise StaleRunError(
@@ -263,7 +263,7 @@ def ready_method(method, method_name: str, *, state=None, allow_untrained: bool 
     untrained = method.untrained_reason()
     if untrained is not None and not allow_untrained:
         raise UntrainedMethodError(f"{method_name}: {untrained}; or pass --allow-untrained to score it anyway "
-                                   "(its records are marked untrained)")
+                                   "(its numbers are marked untrained)")
     return untrained
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -32,6 +33,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "json_default",
+    "json_sha256",
     "clean_stale_temps",
     "DiskFullError",
     "TMP_PREFIX",
@@ -180,6 +182,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
+
+
+def json_sha256(obj: Any) -> str:
+    """sha256 of ``obj``'s canonical JSON (sorted keys, compact, :func:`json_default` values): the
+    same for an object and for what :func:`atomic_write_json` wrote of it, read back."""
+    text = json.dumps(json.loads(json.dumps(obj, default=json_default)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def json_default(obj: Any) -> Any:

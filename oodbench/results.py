@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from oodbench.errors import OodbenchError
 
-from .atomic import atomic_write_json, json_default
+from .atomic import atomic_write_json, json_sha256
 
 if TYPE_CHECKING:
     from .evaluate import EvaluationOutput
@@ -172,8 +172,9 @@ class Result:
     #: ``num_frames`` differs was evaluated on a partial or altered copy (``--no-count-check``)
     expected_frames: int | None = None
     #: sha256 of every other field (:meth:`content_digest`), set when the record is created
-    #: (:meth:`from_evaluation`, or by :func:`save_result` for one built otherwise) and kept after; a record whose content no longer matches was
-    #: changed after oodbench wrote it (:attr:`edited`). "": none (built in memory, older versions)
+    #: (:meth:`from_evaluation`, or by :func:`save_result` for one built otherwise) and kept after;
+    #: a record whose content no longer matches was changed after oodbench wrote it (:attr:`edited`).
+    #: "": none (built in memory, records of older versions)
     digest: str = ""
 
     @classmethod
@@ -242,9 +243,7 @@ class Result:
     def content_digest(self) -> str:
         """sha256 of the record's canonical JSON (sorted keys, compact) without ``digest``: what it
         holds, independent of formatting."""
-        d = json.loads(json.dumps(self.to_dict(), default=json_default))
-        d.pop("digest", None)
-        return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return json_sha256({k: v for k, v in self.to_dict().items() if k != "digest"})
 
     @property
     def edited(self) -> bool:

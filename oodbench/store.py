@@ -46,7 +46,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path, atomic_write_bytes, atomic_write_json, json_default
+from .atomic import atomic_path, atomic_write_bytes, atomic_write_json, json_sha256
 from .contracts import ContractError
 
 __all__ = [
@@ -100,12 +100,6 @@ def config_digest(config: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of a method configuration (what a score file is attributed to)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _json_normal(obj: Any) -> Any:
-    """``obj`` as JSON gives it back (numpy scalars as numbers, paths as strings): what is hashed
-    when written is what is hashed when read."""
-    return json.loads(json.dumps(obj, default=json_default))
 
 
 def _hdf5_bytes(out: np.ndarray, compression_opts: int, config: str | None, input_digest: str | None = None) -> bytes:
@@ -208,8 +202,8 @@ class PredictionStore:
 
     def write_run_manifest(self, key: str, info: dict[str, Any]) -> None:
         """Write what produced the split's predictions, sealed with :data:`MANIFEST_DIGEST`."""
-        body = _json_normal({k: v for k, v in info.items() if k != MANIFEST_DIGEST})
-        atomic_write_json(self.anomaly_dir(key) / RUN_MANIFEST, {**body, MANIFEST_DIGEST: config_digest(body)})
+        body = {k: v for k, v in info.items() if k != MANIFEST_DIGEST}
+        atomic_write_json(self.anomaly_dir(key) / RUN_MANIFEST, {**body, MANIFEST_DIGEST: json_sha256(body)})
 
     def read_run_manifest(self, key: str) -> dict[str, Any] | None:
         """The run manifest (without its digest), ``None`` when there is none.
@@ -229,7 +223,7 @@ class PredictionStore:
         if not isinstance(manifest, dict):
             raise PredictionError(f"{path}: not a run manifest (a JSON {type(manifest).__name__})")
         sealed = manifest.pop(MANIFEST_DIGEST, None)
-        if sealed is not None and sealed != config_digest(manifest):
+        if sealed is not None and sealed != json_sha256(manifest):
             raise PredictionError(
                 f"{path}: the run manifest was changed after oodbench wrote it (its {MANIFEST_DIGEST} no longer "
                 "matches its content); rerun `oodbench run` with --overwrite to recompute the predictions"

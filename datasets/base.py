@@ -9,7 +9,8 @@ labels mapped to the 0/1/255 contract -- or, for evaluation, only the labels
 What the evaluator needs to know about a split is declared here, never looked up by name:
 :attr:`Split.semantic_mapping` (how Cityscapes train ids map to the split's semantic classes) and
 :meth:`Split.calibration_group` (the frame group open-set calibration is done per, e.g. the
-StreetHazards town).
+StreetHazards town) and :meth:`Split.input_files` (the files a frame's image is decoded from, whose
+bytes stored predictions are tied to, :func:`input_digest`).
 """
 from __future__ import annotations
 
@@ -97,7 +98,9 @@ class Split:
 
     Subclasses set the class attributes and implement :meth:`frame_ids` and :meth:`load`; they
     override :meth:`load_labels` when labels can be read without decoding the image (every
-    built-in adapter does), and :meth:`calibration_group` when open-set calibration is per group.
+    built-in adapter does), :meth:`calibration_group` when open-set calibration is per group, and
+    :meth:`input_files` so predictions of images that changed since a run are caught (every built-in
+    adapter does; without it they are not checked).
 
     Attributes:
         name: CLI name, e.g. ``"fishyscapes-laf-val"``.

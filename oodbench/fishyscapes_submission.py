@@ -233,31 +233,29 @@ def _validation_entry(results_dir: str, method: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def _cmd_predict(args: argparse.Namespace) -> int:
+def _container_method(args: argparse.Namespace, allow_untrained: bool = False):
+    """The method, built and passed through the gate ``oodbench run`` uses (:func:`oodbench.runner.
+    ready_method`): a fitted ``--state`` loaded and checked, untrained weights refused. ``export``
+    calls it before writing anything, so what would only fail on the organisers' server fails here:
+    a checkpoint that does not load, untrained weights, a method that needs ``oodbench fit``
+    exported without ``--state``, or a state fitted for another method or other weights."""
     from .cli_support import build_method, method_kwargs
     from .runner import ready_method
 
     method = build_method(args.method, method_kwargs(args))
-    # the same gate as `oodbench run`: a fitted state is loaded and checked, untrained weights refused
-    ready_method(method, args.method, state=args.state, allow_untrained=args.allow_untrained)
+    ready_method(method, args.method, state=args.state, allow_untrained=allow_untrained)
+    return method
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    method = _container_method(args, allow_untrained=args.allow_untrained)
     n = predict_directory(method, args.input, args.output, device=args.device, progress=not args.quiet)
     print(f"wrote {2 * n} files for {n} inputs to {args.output}")
     return 0
 
 
-def _check_container_method(args: argparse.Namespace) -> None:
-    """Build the method and pass it through the container's own gate before anything is written, so
-    what would only fail on the organisers' server fails here: a checkpoint that does not load,
-    untrained weights, a method that needs ``oodbench fit`` exported without ``--state``, or a state
-    fitted for another method or other weights."""
-    from .cli_support import build_method, method_kwargs
-    from .runner import ready_method
-
-    ready_method(build_method(args.method, method_kwargs(args)), args.method, state=args.state)
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
-    _check_container_method(args)
+    _container_method(args)  # refuses before anything is written
     method_args = []
     if args.segmenter:
         method_args += ["--segmenter", args.segmenter]

@@ -104,9 +104,12 @@ def test_rows_evaluated_on_different_data_are_tagged_and_nothing_is_bold(tmp_pat
     assert "[data" not in md and "| msp      | **60.00** |" in md  # one data set: as usual
     # a record of the same split evaluated on another version of its labels
     save_result(replace(_rec("maxlogit", auprc=0.7, fpr95=0.2), data_fingerprint=b), tmp_path)
+    # a published row (no fingerprint) is not tagged, and not bold either: nothing is
+    save_result(replace(_rec("paper-m", auprc=0.65, fpr95=0.25), notes={"source": "A paper (2023)"}), tmp_path)
     md = render_markdown(load(tmp_path))
-    assert "| maxlogit [data 2] | 70.00 " in md and "| msp [data 1]      | 60.00 " in md
-    assert "| energy [data 1]   | 50.00 " in md and "**" not in md.split("## road-anomaly")[1]
+    assert "| maxlogit [data 2] | ours" in md and "| msp [data 1]      | ours" in md
+    assert "| energy [data 1]   | ours" in md and "| paper-m           | published [1] | 65.00 " in md
+    assert "**" not in md.split("## road-anomaly")[1]
     assert "evaluated on 2 different sets of frames or labels" in md
     # records that differ in their data never average as training seeds of one configuration
     import pytest
